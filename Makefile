@@ -1,0 +1,43 @@
+# citypatrol: `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+export CITYPATROL_ASSET_MIRROR ?= $(abspath ../shared/assets)
+
+.PHONY: demo test install system-deps clean bench
+
+# Debian packages: ffmpeg (test files), GStreamer RTSP server (loopback RTSP tests), Chromium (UI tests).
+SYSTEM_PKGS := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-tools chromium
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/citypatrol demo --out demo_out
+
+test: install system-deps
+	$(VENV)/bin/python -m pytest -q -ra
+
+bench: install system-deps
+	$(PY) benchmarks/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

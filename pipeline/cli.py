@@ -1,0 +1,64 @@
+"""The `citypatrol` command line. Each command is thin: it parses options and calls one module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from citypatrol.pipeline.configfile import ConfigError, load_config
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="citypatrol: city-management problems found on CCTV, filed as cases.")
+config_app = typer.Typer(no_args_is_help=True, help="Check configuration files and write the JSON schema.")
+app.add_typer(config_app, name="config")
+
+console = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@config_app.command("check")
+def config_check(files: list[Path] = typer.Argument(..., help="Config files to check.")) -> None:
+    """Validate config files; print every problem with file, line and key path."""
+    bad = 0
+    for f in files:
+        try:
+            cfg = load_config(f)
+        except ConfigError as exc:
+            bad += 1
+            console.print(f"[red]✗[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            continue
+        console.print(f"[green]✓[/green] {f}: {len(cfg.cameras)} camera(s), {sum(len(c.zones) for c in cfg.cameras)} zone(s), "
+                      f"{len(cfg.models.detectors)} detector(s)", highlight=False)
+    raise typer.Exit(1 if bad else 0)
+
+
+@config_app.command("schema")
+def config_schema(out: Path = typer.Option(Path("configs/config.schema.json"), help="Where to write the schema.")) -> None:
+    """Write the JSON schema of the config file (for editors and review)."""
+    from citypatrol.pipeline.config import Config
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(Config.model_json_schema(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        console.print(str(exc), highlight=False, markup=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""citypatrol.pipeline.rules"""

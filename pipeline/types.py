@@ -1,0 +1,108 @@
+"""The typed records that flow between pipeline stages: Track → Event → Case.
+
+Pure data: no I/O, no framework types. Boxes are normalised xyxy (0..1) so they survive
+resizing and compare across resolutions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from citypatrol.pipeline.config import Category
+
+Box = tuple[float, float, float, float]  # normalised x1, y1, x2, y2
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """A stationary-aware track: one physical object seen over several analysed frames."""
+
+    camera_id: str
+    track_id: int
+    class_name: str
+    box: Box  # latest matched box, normalised
+    score: float  # best confidence seen
+    first_seen: float  # stream seconds
+    last_seen: float  # stream seconds (of the last frame it was matched in)
+    hits: int  # frames it was matched in
+    stationary_since: float | None  # stream seconds since which it has not moved; None = moving
+    anchor_box: Box  # box where it came to rest (compare with `box` to see drift)
+
+    @property
+    def stationary_for(self) -> float:
+        if self.stationary_since is None:
+            return 0.0
+        return self.last_seen - self.stationary_since
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A rule fired: a problem has persisted for at least its dwell at a place."""
+
+    camera_id: str
+    category: Category
+    box: Box  # where the problem is, normalised
+    zone_id: str | None
+    pts: float  # stream seconds when the rule fired
+    wall: datetime
+    since_pts: float  # stream seconds since when the problem has persisted
+    score: float
+    track_ids: tuple[int, ...] = ()
+    classes: tuple[str, ...] = ()  # detector classes that made up the cue
+    detail: str = ""  # one line for reviewers: "car still for 312 s in zone 东门人行道"
+    model: str = ""
+
+    @property
+    def event_id(self) -> str:
+        """Idempotent id: the same sighting replayed gives the same id."""
+        x1, y1, x2, y2 = self.box
+        return f"{self.camera_id}:{self.category.value}:{self.since_pts:.1f}:{x1:.3f},{y1:.3f},{x2:.3f},{y2:.3f}"
+
+
+class CaseStatus(StrEnum):
+    detected = "detected"
+    pending_review = "pending_review"
+    approved = "approved"
+    dispatched = "dispatched"
+    handled = "handled"
+    verifying = "verifying"
+    closed = "closed"
+    rejected = "rejected"
+    expired = "expired"
+    reopened = "reopened"
+    dead_letter = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of a case's audit trail."""
+
+    from_status: CaseStatus | None
+    to_status: CaseStatus
+    at: datetime
+    actor: str  # "rule:illegal_parking", "casebuilder", "user:alice", "dispatch", …
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One problem at one place, however many times it was seen."""
+
+    case_id: str
+    camera_id: str
+    category: Category
+    status: CaseStatus
+    box: Box
+    zone_id: str | None
+    opened_pts: float  # stream seconds of the first event
+    opened_at: datetime
+    last_seen_pts: float
+    last_seen_at: datetime
+    score: float
+    events: int = 1
+    site: str = ""
+    detail: str = ""
+    model: str = ""
+    history: tuple[Transition, ...] = field(default_factory=tuple)
