@@ -10,7 +10,7 @@ export CITYPATROL_ASSET_MIRROR ?= $(abspath ../shared/assets)
 
 # Debian packages: ffmpeg (test files), GStreamer RTSP server (loopback RTSP tests), Chromium (UI tests).
 SYSTEM_PKGS := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-bad gstreamer1.0-tools chromium
+	gstreamer1.0-plugins-bad gstreamer1.0-tools chromium fonts-wqy-microhei
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
