@@ -1,0 +1,68 @@
+"""The sample footage: its manifest, truth files, and placing the files in `sample_videos/`.
+
+The videos are never committed; `fetch_samples` copies each one from wherever the asset resolver
+finds it (mirror, cache, source URL), checked by sha256.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from citypatrol.models.assets import AssetEntry, resolve_asset, sha256_file
+from citypatrol.pipeline.evaluation import Truth, load_truth
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "sample_videos"
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    entry: AssetEntry
+    what_happens: str
+    truth_path: Path
+
+    @property
+    def filename(self) -> str:
+        return Path(self.entry.path).name
+
+    def truth(self) -> Truth:
+        return load_truth(self.truth_path)
+
+
+def load_samples(folder: Path = SAMPLES_DIR) -> list[Sample]:
+    data = yaml.safe_load((folder / "manifest.yaml").read_text(encoding="utf-8"))
+    out = []
+    for item in data["samples"]:
+        entry = AssetEntry(
+            name=item["name"],
+            path=item["path"],
+            sha256=item["sha256"],
+            size=item.get("size"),
+            source_url=item.get("source_url"),
+            licence=item.get("licence", ""),
+        )
+        out.append(Sample(item["name"], entry, item.get("what_happens", ""), folder / f"{item['name']}.truth.yaml"))
+    return out
+
+
+def fetch_samples(dest: Path = SAMPLES_DIR, names: list[str] | None = None) -> list[Path]:
+    """Place the sample files in `dest` (skipping those already there with the right sha256)."""
+    placed = []
+    for sample in load_samples():
+        if names and sample.name not in names:
+            continue
+        target = dest / sample.filename
+        if target.is_file() and sha256_file(target) == sample.entry.sha256:
+            placed.append(target)
+            continue
+        found = resolve_asset(sample.entry)
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + ".part")
+        shutil.copyfile(found, tmp)
+        tmp.replace(target)
+        placed.append(target)
+    return placed
