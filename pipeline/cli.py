@@ -10,11 +10,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from citypatrol.models.commands import models_app
 from citypatrol.pipeline.configfile import ConfigError, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="citypatrol: city-management problems found on CCTV, filed as cases.")
 config_app = typer.Typer(no_args_is_help=True, help="Check configuration files and write the JSON schema.")
 app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
 
 console = Console(stderr=True)
 

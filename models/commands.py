@@ -1,0 +1,79 @@
+"""`citypatrol models …`: list the registry, export weights, verify model files by sha256."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from citypatrol.models.assets import AssetError, locate_asset, mirror_dir, resolve_asset
+from citypatrol.models.export import ExportError, ExportFormat, export_weights
+from citypatrol.models.registry import RegistryError, load_registry
+
+models_app = typer.Typer(no_args_is_help=True, help="Detection models: registry, export, verification.")
+console = Console()
+err = Console(stderr=True)
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """The registry with where each model resolves (no download, no hashing; `verify` hashes)."""
+    table = Table("name", "version", "format", "imgsz", "status")
+    for entry in load_registry():
+        try:
+            found = locate_asset(entry)
+        except AssetError as exc:
+            found, status = None, f"[red]{exc}[/red]"
+        if found:
+            status = f"[green]{found[1]}[/green] {found[0]}"
+        else:
+            status = "[yellow]not found[/yellow]" + (" (downloadable)" if entry.source_url else "")
+        table.add_row(entry.name, entry.version, entry.format.value, str(entry.imgsz), status)
+    console.print(table)
+    if mirror_dir() is None:
+        err.print("CITYPATROL_ASSET_MIRROR is not set: only the cache and the repository are searched.")
+
+
+@models_app.command("verify")
+def verify(
+    names: list[str] = typer.Argument(None, help="Models to check (default: all)."),
+    download: bool = typer.Option(False, help="Download models that are missing."),
+) -> None:
+    """Check each model's files against the registry's sha256; exit 1 if any is missing or differs."""
+    registry = load_registry()
+    try:
+        entries = [registry.get(n) for n in names] if names else list(registry)
+    except RegistryError as exc:
+        err.print(f"[red]✗[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    bad = 0
+    for entry in entries:
+        try:
+            path = resolve_asset(entry, download=download)
+        except AssetError as exc:
+            bad += 1
+            err.print(f"[red]✗[/red] {exc}", highlight=False, soft_wrap=True)
+            continue
+        console.print(f"[green]✓[/green] {entry.name}: {path}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if bad else 0)
+
+
+@models_app.command("export")
+def export(
+    weights: str = typer.Argument(..., help="A .pt file or a registry name of a .pt model."),
+    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="Target format."),
+    imgsz: int = typer.Option(640, help="Export input size (a multiple of 32)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the export into."),
+    dynamic: bool = typer.Option(True, help="Dynamic batch and input size (needed to batch cameras)."),
+) -> None:
+    """Export a .pt detector to ONNX or OpenVINO."""
+    registry = load_registry()
+    try:
+        path = resolve_asset(registry.get(weights)) if weights in registry else Path(weights)
+        result = export_weights(path, format, out, imgsz=imgsz, dynamic=dynamic)
+    except (AssetError, ExportError) as exc:
+        err.print(f"[red]✗[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"wrote {result}")

@@ -1,0 +1,1 @@
+"""Training citypatrol's own detectors: dataset building, training, the `citypatrol train` command."""

@@ -1,0 +1,122 @@
+"""Fine-tune a YOLO detector for citypatrol's city classes, offline, on whatever device is given.
+
+Nothing here reaches the network: `YOLO_OFFLINE` is set before ultralytics is imported (no
+analytics, no hub), AMP is off (its check downloads a model), plots are off (they fetch a font),
+and the starting weights come from the asset mirror. Ultralytics writes `labels/*.cache` next to
+the dataset's labels; the dataset lives in the git-ignored cache folder, so nothing lands in git.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from .dataset import asset_mirror, build_city_dataset, default_cache_dir  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+BASE_WEIGHTS = "models/yolo11n_coco_recovered.pt"  # relative to the asset mirror
+
+
+@dataclass
+class TrainSettings:
+    data: str = "city"  # 'city' (build from the mirror) or a dataset.yaml path
+    epochs: int = 10
+    imgsz: int = 352
+    batch: int = 16
+    out: Path = Path("runs/city")
+    base: str | None = None  # starting weights; default: the mirror's COCO yolo11n
+    device: str = "cpu"
+    workers: int = 0
+    max_train: int | None = None  # only for data='city': cap on training images (time budget)
+    fraction: float = 1.0  # ultralytics' own dataset fraction (any data)
+    seed: int = 0
+    patience: int = 100
+    lr0: float = 0.01
+    val_each_epoch: bool = False  # validating every epoch costs ~15 % of a CPU epoch; the final val always runs
+    cache: bool | str = "ram"  # decoded images in RAM: the mirror's JPEGs decode slowly on 2 cores
+
+
+def resolve_data(data: str, *, max_train: int | None, seed: int) -> Path:
+    if data == "city":
+        return build_city_dataset(max_train=max_train, seed=seed)
+    p = Path(data)
+    if not p.exists():
+        raise FileNotFoundError(f"dataset yaml not found: {p} (or pass --data city to build the city set from the mirror)")
+    return p
+
+
+def resolve_base(base: str | None) -> Path:
+    p = Path(base) if base else asset_mirror() / BASE_WEIGHTS
+    if not p.exists():
+        raise FileNotFoundError(f"starting weights not found: {p}; set CITYPATROL_ASSET_MIRROR or pass --base")
+    return p
+
+
+def train(s: TrainSettings) -> dict:
+    """Train, validate on the held-out split, and write `<out>/best.pt` plus `<out>/train_summary.json`."""
+    from ultralytics import YOLO
+
+    data_yaml = resolve_data(s.data, max_train=s.max_train, seed=s.seed)
+    base = resolve_base(s.base)
+    out = Path(s.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    model = YOLO(str(base))
+    t0 = time.time()
+    model.train(
+        data=str(data_yaml), epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device,
+        workers=s.workers, project=str(out.parent), name=out.name, exist_ok=True,
+        amp=False, plots=False, val=s.val_each_epoch, seed=s.seed, deterministic=True,
+        patience=s.patience, lr0=s.lr0, fraction=s.fraction, cache=s.cache, verbose=False,
+        pretrained=True,
+    )
+    train_s = time.time() - t0
+    weights = out / "weights" / "best.pt"
+    if not weights.exists():
+        weights = out / "weights" / "last.pt"
+    best = out / "best.pt"
+    shutil.copy2(weights, best)
+
+    trained = YOLO(str(best))
+    metrics = trained.val(data=str(data_yaml), imgsz=s.imgsz, batch=s.batch, device=s.device, workers=s.workers,
+                          plots=False, split="val", project=str(out), name="val", exist_ok=True, verbose=False)
+    names = trained.names
+    per_class = {}
+    for i, c in enumerate(metrics.box.ap_class_index):
+        p, r, ap50, ap = metrics.box.class_result(i)
+        per_class[names[int(c)]] = {"precision": round(float(p), 4), "recall": round(float(r), 4),
+                                    "mAP50": round(float(ap50), 4), "mAP50-95": round(float(ap), 4)}
+    summary = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()},
+        "data_yaml": str(data_yaml), "base": str(base),
+        "base_sha256": hashlib.sha256(base.read_bytes()).hexdigest(),
+        "train_wall_s": round(train_s, 1),
+        "metrics": {"precision": round(float(metrics.box.mp), 4), "recall": round(float(metrics.box.mr), 4),
+                    "mAP50": round(float(metrics.box.map50), 4), "mAP50-95": round(float(metrics.box.map), 4)},
+        "per_class": per_class, "names": names, "weights": str(best),
+    }
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    log.info("trained %s in %.0f s: mAP50 %.3f", best, train_s, summary["metrics"]["mAP50"])
+    return summary
+
+
+def export_release(weights: Path, dest: Path) -> Path:
+    """Strip the optimizer and store fp16 weights (what ultralytics' strip_optimizer does), for git."""
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(weights, dest)
+    strip_optimizer(str(dest))
+    return dest
+
+
+def default_out() -> Path:
+    return default_cache_dir() / "runs" / "city"
