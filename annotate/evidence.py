@@ -86,7 +86,7 @@ def render_annotated(
     out = sv.draw_rectangle(out, sv.Rect(x1, y1, x2 - x1, y2 - y1), box_color, thickness=thickness)
 
     font_path = cjk_font_path()
-    size = max(14, round(h / 36))  # 30 px at 1080p: readable on a review screen and in a thumbnail
+    size = max(14, round(h / 32))  # 34 px at 1080p: readable on a review screen and in a thumbnail
     canvas = Image.fromarray(cv2.cvtColor(out, cv2.COLOR_BGR2RGB))
     draw = ImageDraw.Draw(canvas, "RGBA")
     font = _font(font_path, size)
