@@ -169,9 +169,12 @@ def resolve_asset(
 
 
 def _lookup(name: str) -> AssetEntry:
-    from citypatrol.models.registry import load_registry  # the registry builds on this module
+    from citypatrol.models.registry import RegistryError, load_registry  # the registry builds on this module
 
-    return load_registry().get(name)
+    try:
+        return load_registry().get(name)
+    except RegistryError as exc:
+        raise AssetError(str(exc)) from None
 
 
 def _download(entry: AssetEntry) -> Path:
