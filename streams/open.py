@@ -1,0 +1,85 @@
+"""`open_source`: one entry point that picks the right source for a camera's `source` string."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from citypatrol.streams.live import LiveOptions, LiveSource
+from citypatrol.streams.media import is_image, list_media
+from citypatrol.streams.recorded import FileSource, RecordedSource
+from citypatrol.streams.source import Source, SourceError
+from citypatrol.streams.stills import StillsSource, stills_timeline
+
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "srt://", "udp://", "tcp://")
+
+
+class SourceKind(StrEnum):
+    live = "live"
+    file = "file"
+    folder = "folder"  # videos (and stray stills) played in name order as one camera
+    stills = "stills"  # a folder of timestamped or numbered images
+
+
+def source_kind(source: str) -> SourceKind:
+    """What `source` is: a live URL, a stills folder, a folder of footage, or (anything else) a file."""
+    if source.lower().startswith(LIVE_SCHEMES):
+        return SourceKind.live
+    path = Path(source.removeprefix("file://"))
+    if path.is_dir():
+        media = list_media(path)
+        if media and all(is_image(p) for p in media) and stills_timeline(media, 1.0) is not None:
+            return SourceKind.stills
+        return SourceKind.folder
+    return SourceKind.file
+
+
+def open_source(
+    camera_id: str,
+    source: str,
+    cadence_s: float,
+    *,
+    start_wall: datetime | None = None,
+    max_side: int | None = 1280,
+    still_interval_s: float | None = None,
+    **live_opts: object,
+) -> Source:
+    """Open a camera's frames.
+
+    - `rtsp://…` and other URLs: `LiveSource`; `live_opts` are `LiveOptions` fields
+      (`reconnect`, `max_retries`, `open_timeout_s`, `read_timeout_s`, `stall_timeout_s`, …).
+      With `reconnect=False` a URL nobody serves raises `SourceError` here, within the open
+      timeout; with reconnection on, this returns at once and the source retries in the background.
+    - a folder of images named by time or sequence number: `StillsSource` (numbered stills are
+      `still_interval_s` apart, default the cadence).
+    - another folder: its video files (and stills) in name order as one camera.
+    - a file: `FileSource`; one that cannot be opened raises `SourceError` saying why.
+
+    `start_wall` (naive = UTC) anchors `Frame.wall`; `max_side` caps the longer image side.
+    `live_opts` are ignored for recorded footage, so one option set can serve every camera.
+    """
+    if cadence_s <= 0:
+        raise ValueError(f"cadence_s must be > 0, got {cadence_s}")
+    if start_wall is not None and start_wall.tzinfo is None:
+        start_wall = start_wall.replace(tzinfo=UTC)
+    kind = source_kind(source)
+    if kind is SourceKind.live:
+        known = {f.name for f in fields(LiveOptions)}
+        unknown = sorted(set(live_opts) - known)
+        if unknown:
+            raise TypeError(f"unknown live option(s) {unknown}; known: {sorted(known)}")
+        options = LiveOptions(**live_opts)  # type: ignore[arg-type]
+        return LiveSource(camera_id, source, cadence_s, start_wall=start_wall, max_side=max_side, options=options)
+    path = Path(source.removeprefix("file://"))
+    if kind is SourceKind.file:
+        return FileSource(camera_id, path, cadence_s, start_wall=start_wall, max_side=max_side)
+    media = list_media(path)
+    if kind is SourceKind.stills:
+        timeline = stills_timeline(media, still_interval_s or cadence_s)
+        assert timeline is not None
+        return StillsSource(camera_id, source, timeline, cadence_s, start_wall=start_wall, max_side=max_side)
+    if not media:
+        raise SourceError(camera_id, source, "the folder holds no video or image files")
+    return RecordedSource(camera_id, source, media, cadence_s, start_wall=start_wall, max_side=max_side)
