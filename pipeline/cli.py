@@ -17,6 +17,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="citypatrol: 
 config_app = typer.Typer(no_args_is_help=True, help="Check configuration files and write the JSON schema.")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+from citypatrol.models.training.commands import train_cmd  # noqa: E402
+
+app.command("train")(train_cmd)
 
 console = Console(stderr=True)
 

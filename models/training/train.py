@@ -37,17 +37,22 @@ class TrainSettings:
     device: str = "cpu"
     workers: int = 0
     max_train: int | None = None  # only for data='city': cap on training images (time budget)
+    max_val: int | None = None  # only for data='city', smoke tests only: cap on validation images
     fraction: float = 1.0  # ultralytics' own dataset fraction (any data)
     seed: int = 0
     patience: int = 100
     lr0: float = 0.01
     val_each_epoch: bool = False  # validating every epoch costs ~15 % of a CPU epoch; the final val always runs
-    cache: bool | str = "ram"  # decoded images in RAM: the mirror's JPEGs decode slowly on 2 cores
+    cache: bool | str = "ram"  # decoded images in RAM (~0.7 GB for the city set at 384 px)
+    time_h: float | None = None  # wall-clock budget in hours: ultralytics fits the epochs (and LR schedule) to it
+    close_mosaic: int = 3  # last epochs without mosaic; ultralytics' default 10 is most of a short CPU run
 
 
-def resolve_data(data: str, *, max_train: int | None, seed: int) -> Path:
+def resolve_data(data: str, dataset_dir: Path, *, max_train: int | None = None, max_val: int | None = None,
+                 seed: int = 0) -> Path:
+    """A dataset.yaml: `data` itself, or for 'city' the merged set built (symlinks) into `dataset_dir`."""
     if data == "city":
-        return build_city_dataset(max_train=max_train, seed=seed)
+        return build_city_dataset(dataset_dir, max_train=max_train, max_val=max_val, seed=seed)
     p = Path(data)
     if not p.exists():
         raise FileNotFoundError(f"dataset yaml not found: {p} (or pass --data city to build the city set from the mirror)")
@@ -65,10 +70,10 @@ def train(s: TrainSettings) -> dict:
     """Train, validate on the held-out split, and write `<out>/best.pt` plus `<out>/train_summary.json`."""
     from ultralytics import YOLO
 
-    data_yaml = resolve_data(s.data, max_train=s.max_train, seed=s.seed)
-    base = resolve_base(s.base)
     out = Path(s.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    data_yaml = resolve_data(s.data, out / "dataset", max_train=s.max_train, max_val=s.max_val, seed=s.seed)
+    base = resolve_base(s.base)
     model = YOLO(str(base))
     t0 = time.time()
     model.train(
@@ -76,7 +81,7 @@ def train(s: TrainSettings) -> dict:
         workers=s.workers, project=str(out.parent), name=out.name, exist_ok=True,
         amp=False, plots=False, val=s.val_each_epoch, seed=s.seed, deterministic=True,
         patience=s.patience, lr0=s.lr0, fraction=s.fraction, cache=s.cache, verbose=False,
-        pretrained=True,
+        pretrained=True, close_mosaic=s.close_mosaic, **({"time": s.time_h} if s.time_h else {}),
     )
     train_s = time.time() - t0
     weights = out / "weights" / "best.pt"
