@@ -7,7 +7,6 @@ everything (see NOTES); otherwise every frame is decoded and all but one per cad
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from enum import StrEnum
 
@@ -41,6 +40,9 @@ def choose_sampling(keyframe_pts: Sequence[float], scanned_until: float, cadence
 class CadenceGate:
     """Lets through the first frame at or after each multiple of the cadence (on a grid from the first frame).
 
+    After a gap of more than a cadence (a file boundary, a reconnect) the grid restarts at the
+    frame after the gap instead of catching up with frames closer together than the cadence.
+
     A grid rather than "last taken + cadence" keeps the count at duration / cadence when frames
     arrive at irregular times (keyframes every 0.6 s at cadence 1 s give 0, 1.2, 2.4, 3.0 …).
     """
@@ -55,9 +57,10 @@ class CadenceGate:
         eps = 1e-6 + self.cadence_s * 1e-3
         if self._next is not None and pts < self._next - eps:
             return False
-        base = pts if self._next is None else self._next
-        steps = max(1, math.floor((pts - base + eps) / self.cadence_s) + 1)
-        self._next = base + steps * self.cadence_s
+        if self._next is None or pts - self._next >= self.cadence_s - eps:
+            self._next = pts + self.cadence_s  # first frame, or after a gap: the grid restarts here
+        else:
+            self._next += self.cadence_s
         return True
 
 
