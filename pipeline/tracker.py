@@ -13,6 +13,9 @@ only has to recognise *the same object at the same place*:
   more than two-fold) has moved: the anchor moves with it and `stationary_since` becomes None. A
   track needs two sightings at the same place to be stationary, so a moving object never
   accumulates dwell, whether it keeps its track or gets a new one each frame;
+- at rest means seen at the resting place in at least `min_rest_ratio` of the frames since it got
+  there: a parked car missed in a few frames stays at rest, while different passing cars that now
+  and then happen to be near the same spot do not add up to a ghost parked car;
 - a track unseen for up to `max_gap_s` is kept (detector flicker, a bus passing in front) and
   resumes with its dwell intact; after that it is dropped.
 
@@ -61,6 +64,8 @@ class _State:
     hits: int
     anchor: np.ndarray  # (4,) where it came to rest (or was first seen since it last moved)
     anchor_pts: float
+    anchor_frame: int  # the tracker's frame number when it came to the anchor
+    rest_hits: int  # sightings at the anchor since then
     stationary_since: float | None
     class_counts: dict[str, int] = field(default_factory=dict)
     last_class: str = ""
@@ -116,6 +121,7 @@ class StationaryTracker:
         move_tol: float = 0.25,
         max_gap_s: float = 60.0,
         dedup_iou: float = 0.7,
+        min_rest_ratio: float = 0.6,
         class_groups: Mapping[str, str] | None = None,
     ) -> None:
         """
@@ -124,6 +130,7 @@ class StationaryTracker:
         move_tol: centre shift (fraction of the resting box's width/height) beyond which it has moved.
         max_gap_s: stream seconds a track survives unseen (flicker, occlusion).
         dedup_iou: same-group detections overlapping this much are one object (merged detectors).
+        min_rest_ratio: share of frames since arriving at the resting place it must be seen in to count as at rest.
         """
         self.camera_id = camera_id
         self.iou_threshold = iou_threshold
@@ -131,10 +138,12 @@ class StationaryTracker:
         self.move_tol = move_tol
         self.max_gap_s = max_gap_s
         self.dedup_iou = dedup_iou
+        self.min_rest_ratio = min_rest_ratio
         self.class_groups = dict(DEFAULT_CLASS_GROUPS if class_groups is None else class_groups)
         self._states: list[_State] = []
         self._next_id = 1
         self._last_pts: float | None = None
+        self._frame = 0
 
     def group_of(self, class_name: str) -> str:
         return self.class_groups.get(class_name, class_name)
@@ -160,6 +169,7 @@ class StationaryTracker:
                 "reset() the tracker when a stream restarts"
             )
         self._last_pts = pts
+        self._frame += 1
         self._states = [s for s in self._states if pts - s.last_seen <= self.max_gap_s]
 
         boxes = np.clip(dets.xyxyn.astype(np.float64), 0.0, 1.0) if len(dets) else np.zeros((0, 4))
@@ -225,9 +235,13 @@ class StationaryTracker:
         if _moved(s.anchor, box, self.move_tol):
             s.anchor = box.copy()
             s.anchor_pts = pts
+            s.anchor_frame = self._frame
+            s.rest_hits = 1
             s.stationary_since = None
-        elif s.stationary_since is None:
-            s.stationary_since = s.anchor_pts
+            return
+        s.rest_hits += 1
+        ratio = s.rest_hits / (self._frame - s.anchor_frame + 1)
+        s.stationary_since = s.anchor_pts if ratio >= self.min_rest_ratio else None
 
     def _new(self, group: str, box: np.ndarray, score: float, cls: str, pts: float) -> None:
         self._states.append(
@@ -241,6 +255,8 @@ class StationaryTracker:
                 hits=1,
                 anchor=box.copy(),
                 anchor_pts=pts,
+                anchor_frame=self._frame,
+                rest_hits=1,
                 stationary_since=None,
                 class_counts={cls: 1},
                 last_class=cls,

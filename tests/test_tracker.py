@@ -142,3 +142,11 @@ def test_iou_matrix_values() -> None:
     a = np.array([[0, 0, 2, 2]], dtype=float)
     b = np.array([[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]], dtype=float)
     assert iou_matrix(a, b).tolist()[0] == pytest.approx([1 / 7, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("every, at_rest", [(1, True), (2, False), (4, False)])
+def test_rest_needs_most_frames_at_the_place(every: int, at_rest: bool) -> None:
+    # seen at the spot only every 2nd / 4th frame (passing traffic): not a parked car
+    frames = [(t, dets(("car", CAR)) if i % every == 0 else dets()) for i, t in enumerate(cadence(0, 200))]
+    _, out = run(frames)
+    assert (max(t.stationary_for for tracks in out for t in tracks) > 100) is at_rest
