@@ -1,0 +1,59 @@
+"""Illegal parking (机动车乱停放) and non-motor parking (非机动车乱停放).
+
+A vehicle track (`illegal_parking.classes`) at rest for at least the dwell, with its bottom-centre
+anchor (the wheels) inside a `no_parking` zone that is in its hours, and a best score of at least
+`min_score`, is illegal parking. Bicycles / e-bikes in `nonmotor_classes` (empty = off) are
+reported the same way as non-motor parking. The zone's `dwell_s` overrides the rule's, and dwell
+only counts inside the zone's hours. A track in several zones fires for the first that qualifies,
+in configuration order.
+"""
+
+from __future__ import annotations
+
+from citypatrol.pipeline.config import Category, ZoneKind
+from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
+from citypatrol.pipeline.types import Event
+from citypatrol.pipeline.zones import box_in_zone
+
+
+class IllegalParkingRule(BaseRule):
+    name = "illegal_parking"
+    categories = (Category.illegal_parking, Category.nonmotor_parking)
+
+    @property
+    def required_classes(self) -> frozenset[str]:
+        s = self.settings.illegal_parking
+        return frozenset(s.classes) | frozenset(s.nonmotor_classes)
+
+    def _evaluate(self, ctx: RuleContext) -> list[Event]:
+        s = ctx.rules.illegal_parking
+        zones = ctx.zones(ZoneKind.no_parking)
+        if not s.enabled or not zones:
+            return []
+        motor, nonmotor = set(s.classes), set(s.nonmotor_classes)
+        events: list[Event] = []
+        for t in ctx.seen_now():
+            if t.class_name in motor:
+                category, what = Category.illegal_parking, "no-parking"
+            elif t.class_name in nonmotor:
+                category, what = Category.nonmotor_parking, "no-parking"
+            else:
+                continue
+            if t.score < s.min_score or t.stationary_since is None:
+                continue
+            for z in zones:
+                if not box_in_zone(z, t.box, t.class_name):
+                    continue
+                since = effective_since(t.stationary_since, z, ctx.local_time, ctx.pts)
+                if since is None or ctx.pts - since + EPS < dwell_for(z, s.dwell_s):
+                    continue
+                if self.refresh.due((ctx.camera.id, t.track_id, z.id), since, ctx.pts):
+                    held = ctx.pts - since
+                    events.append(
+                        self.event(
+                            ctx, category, t.box, z, since, t.score, [t.track_id], [t.class_name],
+                            f"{t.class_name} stationary {held:.0f} s in {what} zone {zone_label(z)}",
+                        )
+                    )
+                break
+        return events
