@@ -20,6 +20,12 @@ app.add_typer(models_app, name="models")
 from citypatrol.models.training.commands import train_cmd  # noqa: E402
 
 app.command("train")(train_cmd)
+from citypatrol.pipeline.commands_batch import analyze, demo, evaluate, samples_app  # noqa: E402
+
+app.command("analyze")(analyze)
+app.command("evaluate")(evaluate)
+app.command("demo")(demo)
+app.add_typer(samples_app, name="samples")
 
 console = Console(stderr=True)
 

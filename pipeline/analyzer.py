@@ -1,0 +1,94 @@
+"""One analysed frame of one camera: detections → tracks → events → case changes.
+
+The same object serves the batch runner and the live runner, so a recording and a stream of the
+same footage give the same cases. It holds the per-camera state (tracker, merged rule settings,
+reference image) and the case builder; it does no I/O beyond reading reference images once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+
+from citypatrol.models.detections import Detections
+from citypatrol.pipeline.casebuilder import CaseBuilder, CaseChange
+from citypatrol.pipeline.config import Camera, Config, Rules
+from citypatrol.pipeline.rules import Rule, RuleContext, build_rules
+from citypatrol.pipeline.tracker import StationaryTracker
+from citypatrol.pipeline.types import Event, Track
+from citypatrol.streams.frame import Frame
+
+log = logging.getLogger("citypatrol.analyzer")
+
+
+@dataclass
+class CameraState:
+    camera: Camera
+    rules: Rules
+    tracker: StationaryTracker
+    reference: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    frame: Frame
+    detections: Detections
+    tracks: tuple[Track, ...]
+    events: tuple[Event, ...]
+    changes: tuple[CaseChange, ...]
+
+
+class Analyzer:
+    """Tracks, rules and case building for many cameras; feed it frames in stream order per camera."""
+
+    def __init__(self, config: Config, model_classes: frozenset[str]) -> None:
+        self.config = config
+        self.tz = ZoneInfo(config.site.timezone)
+        self.rules: list[Rule]
+        self.rules, self.disabled = build_rules(model_classes, config.rules)
+        self.builder = CaseBuilder.from_config(config)
+        self._cameras: dict[str, CameraState] = {}
+
+    def describe_rules(self) -> list[str]:
+        """One line per rule: active, or why it is off."""
+        lines = [f"{r.name}: active" for r in self.rules]
+        lines += [reason for _, reason in self.disabled]
+        return lines
+
+    def add_camera(self, camera: Camera) -> CameraState:
+        reference = None
+        if camera.reference_image is not None:
+            reference = cv2.imread(str(camera.reference_image), cv2.IMREAD_COLOR)
+            if reference is None:
+                log.warning("camera %s: reference image %s cannot be read; scene-change cue off", camera.id, camera.reference_image)
+        state = CameraState(camera, self.config.rules_for(camera), StationaryTracker(camera.id), reference)
+        self._cameras[camera.id] = state
+        return state
+
+    def camera(self, camera_id: str) -> CameraState:
+        return self._cameras[camera_id]
+
+    def process(self, frame: Frame, detections: Detections) -> FrameResult:
+        cam = self._cameras[frame.camera_id]
+        tracks = tuple(cam.tracker.update(detections, frame.pts))
+        ctx = RuleContext(
+            camera=cam.camera,
+            rules=cam.rules,
+            tracks=tracks,
+            detections=detections,
+            pts=frame.pts,
+            wall=frame.wall,
+            local_time=frame.wall.astimezone(self.tz).time(),
+            image=frame.image,
+            reference=cam.reference,
+        )
+        events: list[Event] = []
+        for rule in self.rules:
+            events.extend(rule.evaluate(ctx))
+        changes = self.builder.add_all(events)
+        changes += self.builder.tick(frame.camera_id, frame.pts, frame.wall)
+        return FrameResult(frame, detections, tracks, tuple(events), tuple(changes))

@@ -1,0 +1,115 @@
+"""Persist case changes and write their evidence, off the detection path.
+
+Store writes happen in the caller's thread (they are small and must be ordered); evidence
+rendering (annotated frame, crop, clip) runs on a worker thread, and a failure there is logged and
+counted without stopping detection or the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from citypatrol.annotate.evidence import EvidenceFile, write_case_images, write_clip_from_file, write_clip_from_frames
+from citypatrol.pipeline.analyzer import FrameResult
+from citypatrol.pipeline.casebuilder import CaseChange, ChangeKind
+from citypatrol.pipeline.config import Camera, Config
+from citypatrol.pipeline.store import Store
+from citypatrol.pipeline.types import Case, CaseStatus
+
+log = logging.getLogger("citypatrol.recorder")
+
+_KIND = {"image": "frame", "crop": "crop", "clip": "clip"}
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where a case's clip comes from: a recorded file (re-decoded) or recent live frames."""
+
+    file: Path | None = None
+    frames: Sequence[np.ndarray] = ()
+    fps: float = 1.0
+
+
+class CaseRecorder:
+    def __init__(self, store: Store, config: Config, evidence_dir: Path, cameras: Sequence[Camera]) -> None:
+        self.store = store
+        self.config = config
+        self.evidence_dir = evidence_dir
+        self.cameras = {c.id: c for c in cameras}
+        self.tz = ZoneInfo(config.site.timezone)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence")
+        self._pending: list[Future[None]] = []
+        self.evidence_errors = 0
+        self.opened = 0
+
+    def record(self, result: FrameResult, clip: ClipSource | None = None) -> None:
+        for change in result.changes:
+            self._persist(change)
+            if change.kind in (ChangeKind.opened, ChangeKind.reopened):
+                # copy: the frame buffer may be reused by the source while the worker draws
+                image = result.frame.image.copy()
+                self._pending.append(self._pool.submit(self._evidence, change.case, image, clip, change.kind))
+
+    def _persist(self, change: CaseChange) -> None:
+        case, event = change.case, change.event
+        if change.kind is ChangeKind.opened:
+            cam = self.cameras.get(case.camera_id)
+            self.store.open_case(case, event, codes=self.config.codes[case.category], location=cam.location if cam else None)
+            self.opened += 1
+        elif change.kind is ChangeKind.attached and event is not None:
+            self.store.attach_sighting(case.case_id, event)
+        elif change.kind is ChangeKind.reopened:
+            last = case.history[-1]
+            self.store.set_status(case.case_id, CaseStatus.reopened, at=last.at, actor=last.actor, reason=last.reason)
+            if event is not None:
+                self.store.attach_sighting(case.case_id, event)
+        elif change.kind is ChangeKind.expired:
+            last = case.history[-1]
+            self.store.set_status(case.case_id, CaseStatus.expired, at=last.at, actor=last.actor, reason=last.reason)
+
+    def _evidence(self, case: Case, image: np.ndarray, clip: ClipSource | None, kind: ChangeKind) -> None:
+        try:
+            cam = self.cameras.get(case.camera_id)
+            zones = [z for z in (cam.zones if cam else []) if z.id == case.zone_id]
+            folder = self.evidence_dir / case.case_id
+            stem = "frame" if kind is ChangeKind.opened else f"reopened_{int(case.last_seen_pts)}"
+            files: list[EvidenceFile] = list(
+                write_case_images(
+                    folder, stem, image, case.box, case.category, case.score,
+                    camera_name=cam.name or cam.id if cam else case.camera_id,
+                    local_time=case.last_seen_at.astimezone(self.tz),
+                    polygons=[z.polygon for z in zones],
+                    zone_names=[z.name or z.id for z in zones],
+                    detail=case.detail,
+                )
+            )
+            seconds = self.config.storage.clip_seconds
+            if clip is not None and seconds > 0 and kind is ChangeKind.opened:
+                out = folder / "clip.mp4"
+                if clip.file is not None:
+                    start = max(0.0, case.opened_pts - seconds * 2 / 3)
+                    files.append(write_clip_from_file(clip.file, start, start + seconds, out))
+                elif len(clip.frames) >= 2:
+                    files.append(write_clip_from_frames(list(clip.frames), clip.fps, out))
+            for f in files:
+                rel = f.path.relative_to(self.evidence_dir).as_posix()
+                self.store.add_evidence(case.case_id, _KIND[f.kind], rel, f.sha256, f.bytes)
+        except Exception as exc:  # one failing sink never stops another
+            self.evidence_errors += 1
+            log.error("case %s: evidence could not be written: %s", case.case_id, exc)
+
+    def flush(self) -> None:
+        for fut in self._pending:
+            fut.result()
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self._pool.shutdown(wait=True)
