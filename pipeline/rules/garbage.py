@@ -1,0 +1,94 @@
+"""Overflowing bins (垃圾箱满溢) and exposed garbage (暴露垃圾).
+
+Every cue must be at rest ≥ dwell (`garbage.dwell_s`, or the zone's) with score ≥ `min_score`:
+
+- a track of an overflow class (`garbage.classes`, e.g. `garbage_overflow`) → garbage_overflow;
+- a garbage pile (`pile_classes`) whose box is within `near_bin` × the bin's width of a bin
+  (a live track of `bin_classes` or of the overflow classes) → garbage_overflow of that bin, boxed
+  around pile and bin;
+- a pile with no bin near → exposed_garbage.
+
+Where the camera has `bin_area` zones, only cues whose anchor (bottom centre) lies in an active
+`bin_area` count, and the event carries that zone: the operator drew them to say where garbage
+is judged on this view, which keeps e.g. a construction site's materials or a recycling yard out.
+Without `bin_area` zones the whole frame counts and events carry no zone.
+"""
+
+from __future__ import annotations
+
+from citypatrol.pipeline.config import Category, Zone, ZoneKind
+from citypatrol.pipeline.rules.base import (
+    EPS,
+    BaseRule,
+    RuleContext,
+    box_gap,
+    dwell_for,
+    effective_since,
+    union_box,
+    zone_label,
+)
+from citypatrol.pipeline.types import Event, Track
+from citypatrol.pipeline.zones import box_in_zone
+
+
+class GarbageRule(BaseRule):
+    name = "garbage"
+    categories = (Category.garbage_overflow, Category.exposed_garbage)
+
+    @property
+    def required_classes(self) -> frozenset[str]:
+        s = self.settings.garbage
+        return frozenset(s.classes) | frozenset(s.pile_classes)
+
+    def _evaluate(self, ctx: RuleContext) -> list[Event]:
+        s = ctx.rules.garbage
+        if not s.enabled:
+            return []
+        has_areas = bool(ctx.zones(ZoneKind.bin_area, active=False))
+        areas = ctx.zones(ZoneKind.bin_area)
+        overflow, piles, bins = set(s.classes), set(s.pile_classes), set(s.bin_classes) | set(s.classes)
+        bin_tracks = [t for t in ctx.tracks if t.class_name in bins and t.score >= s.min_score]
+        scale = ctx.pixel_scale()
+        events: list[Event] = []
+        for t in ctx.seen_now():
+            if t.class_name not in overflow and t.class_name not in piles:
+                continue
+            if t.score < s.min_score or t.stationary_since is None:
+                continue
+            zone: Zone | None = None
+            if has_areas:
+                zone = next((z for z in areas if box_in_zone(z, t.box, t.class_name)), None)
+                if zone is None:
+                    continue
+            since = effective_since(t.stationary_since, zone, ctx.local_time, ctx.pts)
+            if since is None or ctx.pts - since + EPS < dwell_for(zone, s.dwell_s):
+                continue
+            where = f" in bin area {zone_label(zone)}" if zone is not None else ""
+            held = ctx.pts - since
+            if t.class_name in overflow:
+                category, box, ids, names = Category.garbage_overflow, t.box, [t.track_id], [t.class_name]
+                detail = f"{t.class_name} persisting {held:.0f} s{where}"
+            else:
+                near = self._nearest_bin(t, bin_tracks, s.near_bin, scale)
+                if near is not None:
+                    category = Category.garbage_overflow
+                    box, ids, names = union_box([t.box, near.box]), [t.track_id, near.track_id], [t.class_name, near.class_name]
+                    detail = f"{t.class_name} next to {near.class_name} persisting {held:.0f} s{where}"
+                else:
+                    category, box, ids, names = Category.exposed_garbage, t.box, [t.track_id], [t.class_name]
+                    detail = f"{t.class_name} with no bin near persisting {held:.0f} s{where}"
+            key = (ctx.camera.id, t.track_id, zone.id if zone else None, category)
+            if self.refresh.due(key, since, ctx.pts):
+                events.append(self.event(ctx, category, box, zone, since, t.score, ids, names, detail))
+        return events
+
+    @staticmethod
+    def _nearest_bin(pile: Track, bins: list[Track], near: float, scale: tuple[float, float]) -> Track | None:
+        best: tuple[float, Track] | None = None
+        for b in bins:
+            if b.track_id == pile.track_id:
+                continue
+            gap = box_gap(pile.box, b.box, scale)
+            if gap <= near * (b.box[2] - b.box[0]) * scale[0] + EPS and (best is None or gap < best[0]):
+                best = (gap, b)
+        return best[1] if best else None
