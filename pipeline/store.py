@@ -2,37 +2,39 @@
 
 `open_store(url)` connects, upgrades the schema to the newest revision and returns a `Store`.
 Every public method is one transaction; what goes in are the pipeline contracts (`Case`,
-`Event`, `CaseStatus`, config `Camera`/`Location`/`CodeEntry`) and what comes out are frozen
-records (`store_records.py`), never ORM objects.
+`Event`, `CaseStatus`, config `Camera`/`Location`/`CodeEntry`, the case builder's `CaseChange`)
+and what comes out are frozen records (`store_records.py`), never ORM objects.
 
 Writes are idempotent where the pipeline may replay them: a case id opens once, an event id is
 stored once (`attach_sighting` returns False on a replay), an outbox idempotency key is queued
-once, and evidence is keyed by (case, path).
+once, evidence is keyed by (case, path), and times and counters only move forward.
 
-Mapping the case builder's changes (see `apply_change` in `store_changes.py`):
+Status changes go through the case state machine (`case_states.py`); a refused change raises
+`InvalidTransition` and writes nothing, including any outbox message given with it.
+
+The case builder's changes map as (`apply_change` does this in one transaction):
   opened   → open_case(case, event, codes=..., location=...)
-  attached → attach_sighting(case.case_id, event)
-  expired  → set_status(case_id, expired, ...)
-  reopened → set_status(case_id, reopened, ...) + attach_sighting(case_id, event)
+  attached → attach_sighting(case_id, event) + the builder's box/zone/last-seen/score/events
+  expired  → set_status(case_id, expired) with the builder's audit row (time, actor, reason)
+  reopened → set_status(case_id, reopened) + attach_sighting + snapshot, as above
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from citypatrol.pipeline import case_states
+from citypatrol.pipeline import case_states, store_writes as w
 from citypatrol.pipeline.config import Camera, Category, CodeEntry, Location
-from citypatrol.pipeline.store_engine import check_reachable, create_store_engine, migrate, redact
+from citypatrol.pipeline.store_engine import BEGIN_OPTION, check_reachable, create_store_engine, migrate, redact
+from citypatrol.pipeline.store_reads import COUNT_COLUMNS, NEWEST_FIRST, Values, filters, outbox_record, records
 from citypatrol.pipeline.store_records import (
-    CaseNotFound,
     CaseRecord,
     CategoryCode,
     EvidenceKind,
@@ -41,22 +43,16 @@ from citypatrol.pipeline.store_records import (
     OutboxRecord,
     OutboxStatus,
 )
-from citypatrol.pipeline.store_schema import (
-    CameraRow,
-    CaseRow,
-    EvidenceRow,
-    OutboxRow,
-    SightingRow,
-    TransitionRow,
-    as_utc,
-    utcnow,
-)
+from citypatrol.pipeline.store_schema import CaseRow, OutboxRow, utcnow
 from citypatrol.pipeline.types import Case, CaseStatus, Event, Transition
 
-BEGIN_WRITE = {"citypatrol_begin": "BEGIN IMMEDIATE"}  # only read by the SQLite engine
-Values = str | Iterable[str] | None
+if TYPE_CHECKING:  # the builder is pure logic; the store only reads its change records
+    from citypatrol.pipeline.casebuilder import CaseChange
+
+log = logging.getLogger(__name__)
+
 CountField = Literal["category", "camera", "status", "district"]
-_COUNT_COLUMNS = {"category": CaseRow.category, "camera": CaseRow.camera_id, "status": CaseRow.status, "district": CaseRow.district}
+Codes = Mapping[Category, CodeEntry] | CodeEntry | CategoryCode | None
 
 
 def open_store(url: str, *, echo: bool = False) -> Store:
@@ -102,175 +98,139 @@ class Store:
     # -- writes ---------------------------------------------------------------------------------
 
     def upsert_camera(self, camera: Camera) -> None:
-        """Record a camera's name, site and location (the source URL is never stored)."""
-        now = utcnow()
-        loc = camera.location
-        values = dict(name=camera.name, site=camera.site, lon=loc.lon, lat=loc.lat, address=loc.address,
-                      district=loc.district, grid_code=loc.grid_code, updated_at=now)
+        """Record a camera's name, site and location (its source URL, which may hold secrets, is not stored)."""
         with self._session(write=True) as s:
-            stmt = self._insert(CameraRow).values(id=camera.id, created_at=now, **values)
-            s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
+            w.upsert_camera(s, camera)
 
-    def open_case(
-        self,
-        case: Case,
-        event: Event | None = None,
-        *,
-        codes: CodeEntry | CategoryCode | None = None,
-        location: Location | None = None,
-        actor: str = "casebuilder",
-        reason: str = "",
-        outbox: OutboxMessage | None = None,
-    ) -> bool:
-        """Store a new case with its opening transition(s) and first sighting.
+    def open_case(self, case: Case, event: Event | None = None, *, codes: Codes = None, location: Location | None = None,
+                  actor: str = "casebuilder", reason: str = "", outbox: OutboxMessage | None = None) -> bool:
+        """Store a new case with its audit trail and first sighting.
 
         `case.history` is stored as the audit trail when given, else one row (none → status).
-        `location` defaults to the stored camera's location. Returns False and changes nothing
-        when the case id already exists (a replayed opening).
+        `codes`: the category's code entry, or the config's whole code map. `location` defaults
+        to the stored camera's. Returns False and writes nothing when the case id exists (a replay).
         """
-        now = utcnow()
         with self._session(write=True) as s:
-            if location is None:
-                cam = s.get(CameraRow, case.camera_id)
-                location = _camera_location(cam) if cam else Location()
-            code = codes or CategoryCode()
-            x1, y1, x2, y2 = case.box
-            stmt = self._insert(CaseRow).values(
-                case_id=case.case_id, camera_id=case.camera_id, category=str(case.category), status=str(case.status),
-                x1=x1, y1=y1, x2=x2, y2=y2, zone_id=case.zone_id, opened_pts=case.opened_pts, opened_at=case.opened_at,
-                last_seen_pts=case.last_seen_pts, last_seen_at=case.last_seen_at, score=case.score, events=case.events,
-                site=case.site, detail=case.detail, model=case.model, category_code=code.code,
-                category_name=code.name, category_major=code.major, lon=location.lon, lat=location.lat,
-                address=location.address, district=location.district, grid_code=location.grid_code,
-                created_at=now, updated_at=now,
-            ).on_conflict_do_nothing(index_elements=["case_id"])
-            opened = _inserted(s, stmt.returning(CaseRow.__table__.c.case_id))
-            if opened:
-                history = case.history or (Transition(None, case.status, case.opened_at, actor, reason),)
-                s.add_all(_transition_row(case.case_id, t) for t in history)
-                if event is not None:
-                    self._add_sighting(s, case.case_id, event)
-                if outbox is not None:
-                    self._enqueue(s, case.case_id, outbox)
+            opened = w.open_case(s, case, event, _code(codes, case.category), location, actor, reason)
+            if opened and outbox is not None:
+                w.enqueue(s, case.case_id, outbox)
         return opened
 
     def attach_sighting(self, case_id: str, event: Event) -> bool:
         """Attach an event to a case; False when this event id is already stored (a replay).
 
         A new event id counts one more event. Either way the case's last-seen time moves forward
-        to the event's (never back) and the best score is kept: `Event.event_id` names a problem
-        episode (camera, category, since_pts, box), so a rule that fires again for the same
-        episode later is a replay of the sighting yet still news about when it was last seen.
+        (never back) and the best score is kept: `Event.event_id` names a problem episode
+        (camera, category, since_pts, box), so the same episode fired again later is a replayed
+        sighting yet still news about when the problem was last seen.
         """
         with self._session(write=True) as s:
-            row = self._case_row(s, case_id, lock=True)
-            added = self._add_sighting(s, case_id, event)
-            changed = added or event.pts > row.last_seen_pts or event.score > row.score
-            if event.pts > row.last_seen_pts:
-                row.last_seen_pts, row.last_seen_at = event.pts, as_utc(event.wall)
-            row.score = max(row.score, event.score)
-            if added:
-                row.events += 1
-            if changed:
-                row.updated_at = utcnow()
-        return added
+            return w.attach(s, w.case_row(s, case_id, lock=True), event)
 
-    def set_status(
-        self,
-        case_id: str,
-        to: CaseStatus,
-        *,
-        at: datetime,
-        actor: str,
-        reason: str = "",
-        outbox: OutboxMessage | None = None,
-    ) -> Transition:
+    def set_status(self, case_id: str, to: CaseStatus, *, at: datetime, actor: str, reason: str = "",
+                   outbox: OutboxMessage | None = None) -> Transition:
         """Move a case to `to`, writing the audit row (and an outbox message) in the same transaction.
 
-        Raises CaseNotFound, or `case_states.InvalidTransition` (a ValueError, re-exported by
-        `store_records`) when the case state machine (`case_states.ALLOWED`) forbids the move.
+        Raises CaseNotFound, or `InvalidTransition` (a ValueError from `case_states`, re-exported
+        by `store_records`) when the state machine forbids the move.
         """
-        to = CaseStatus(to)
         with self._session(write=True) as s:
-            row = self._case_row(s, case_id, lock=True)
-            # the state machine decides (raises InvalidTransition); the store only persists
-            transition = case_states.transition(_case(row, ()), to, as_utc(at), actor, reason).history[-1]
-            row.status = str(to)
-            row.updated_at = utcnow()
-            s.add(_transition_row(case_id, transition))
+            transition = w.set_status(s, w.case_row(s, case_id, lock=True), to, at, actor, reason)
             if outbox is not None:
-                self._enqueue(s, case_id, outbox)
+                w.enqueue(s, case_id, outbox)
         return transition
 
-    def add_evidence(self, case_id: str, kind: EvidenceKind | str, path: str, sha256: str, size: int) -> EvidenceRecord:
-        """Record an evidence file (path relative to the evidence dir). Same (case, path) again updates it."""
-        kind = _evidence_kind(kind)
-        rel = _relative_path(path)
-        digest = sha256.lower()
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
-        now = utcnow()
+    def apply_change(self, change: CaseChange, *, codes: Codes = None, location: Location | None = None) -> bool:
+        """Persist one change from the case builder, atomically; False when it was already stored.
+
+        The store's status wins over a stale builder: an expiry the state machine refuses for
+        the stored status (a reviewer or the dispatch system moved the case meanwhile) is logged
+        and skipped, while the sighting is still recorded. Call `CaseBuilder.sync` with
+        `get_case(...).case` to bring the builder up to date.
+        """
+        case, event, kind = change.case, change.event, str(change.kind)
+        if kind not in ("opened", "attached", "expired", "reopened"):
+            raise ValueError(f"unknown case change kind {kind!r}")
         with self._session(write=True) as s:
-            self._case_row(s, case_id)
-            values = dict(kind=str(kind), sha256=digest, bytes=size, created_at=now)
-            stmt = self._insert(EvidenceRow).values(case_id=case_id, path=rel, **values)
-            s.execute(stmt.on_conflict_do_update(index_elements=["case_id", "path"], set_=values))
-        return EvidenceRecord(case_id, kind, rel, digest, size, now)
+            if kind == "opened":
+                return w.open_case(s, case, event, _code(codes, case.category), location, "casebuilder", "")
+            row = w.case_row(s, case.case_id, lock=True)
+            before = (row.status, row.last_seen_pts, row.last_seen_at, row.score, row.events, row.x1, row.y1, row.x2, row.y2)
+            added = False
+            if kind in ("expired", "reopened") and row.status != str(case.status):
+                last = case.history[-1] if case.history and case.history[-1].to_status == case.status else None
+                at = last.at if last else case.last_seen_at
+                actor, reason = (last.actor, last.reason) if last else ("casebuilder", kind)
+                if last is not None and w.has_transition(s, case.case_id, last):
+                    pass  # this change was stored before (a replay after later changes)
+                elif case_states.can_transition(CaseStatus(row.status), case.status):
+                    w.set_status(s, row, case.status, at, actor, reason)
+                else:
+                    log.warning("case %s: builder says %s but the store has %s; keeping %s",
+                                case.case_id, case.status, row.status, row.status)
+            if event is not None:
+                added = w.attach(s, row, event)
+            w.sync_snapshot(row, case)
+            after = (row.status, row.last_seen_pts, row.last_seen_at, row.score, row.events, row.x1, row.y1, row.x2, row.y2)
+            if after != before:
+                row.updated_at = utcnow()
+            return added or after != before
+
+    def add_evidence(self, case_id: str, kind: EvidenceKind | str, path: str, sha256: str, size: int) -> EvidenceRecord:
+        """Record an evidence file (path relative to the evidence dir, '/'-separated); the same
+        (case, path) again replaces its kind, hash and size. Raises ValueError on a bad path, kind or hash."""
+        with self._session(write=True) as s:
+            return w.add_evidence(s, case_id, kind, path, sha256, size)
 
     def enqueue(self, case_id: str, message: OutboxMessage) -> bool:
         """Queue a message for the dispatcher on its own; False when its idempotency key is queued already."""
         with self._session(write=True) as s:
-            self._case_row(s, case_id)
-            return self._enqueue(s, case_id, message)
+            w.case_row(s, case_id)
+            return w.enqueue(s, case_id, message)
 
     # -- reads ----------------------------------------------------------------------------------
 
     def get_case(self, case_id: str) -> CaseRecord:
         """The case with its history, evidence and sighting count; raises CaseNotFound."""
         with self._session(write=False) as s:
-            return self._records(s, [self._case_row(s, case_id)])[0]
+            return records(s, [w.case_row(s, case_id)])[0]
 
-    def list_cases(
-        self,
-        *,
-        status: Values = None,
-        category: Values = None,
-        camera_id: Values = None,
-        district: Values = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[CaseRecord]:
-        """Cases newest first (by opening time). Each filter takes one value or several;
+    def list_cases(self, *, status: Values = None, category: Values = None, camera_id: Values = None,
+                   district: Values = None, since: datetime | None = None, until: datetime | None = None,
+                   limit: int = 100, offset: int = 0) -> list[CaseRecord]:
+        """Cases newest first (by opening time, then id). Each filter takes one value or several;
         `since <= opened_at < until`."""
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must be >= 0, got limit={limit} offset={offset}")
-        where = _filters(status, category, camera_id, district, since, until)
-        query = select(CaseRow).where(*where).order_by(CaseRow.opened_at.desc(), CaseRow.case_id.desc())
+        query = select(CaseRow).where(*filters(status, category, camera_id, district, since, until)).order_by(*NEWEST_FIRST)
         with self._session(write=False) as s:
-            rows = list(s.scalars(query.limit(limit).offset(offset)))
-            return self._records(s, rows)
+            return records(s, list(s.scalars(query.limit(limit).offset(offset))))
 
     def count_cases(self, *, status: Values = None, category: Values = None, camera_id: Values = None,
                     district: Values = None, since: datetime | None = None, until: datetime | None = None) -> int:
-        """How many cases `list_cases` would page through with these filters."""
-        where = _filters(status, category, camera_id, district, since, until)
+        """How many cases `list_cases` pages through with these filters."""
+        where = filters(status, category, camera_id, district, since, until)
         with self._session(write=False) as s:
             return int(s.scalar(select(func.count()).select_from(CaseRow).where(*where)) or 0)
 
     def counts_by(self, field: CountField, *, status: Values = None, category: Values = None, camera_id: Values = None,
                   district: Values = None, since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
-        """Number of cases per category, camera, status or district, with the same filters as list_cases."""
-        if field not in _COUNT_COLUMNS:
-            raise ValueError(f"counts_by: field must be one of {', '.join(_COUNT_COLUMNS)}, got {field!r}")
-        col = _COUNT_COLUMNS[field]
-        where = _filters(status, category, camera_id, district, since, until)
+        """Number of cases per category, camera, status or district, with the filters of list_cases."""
+        if field not in COUNT_COLUMNS:
+            raise ValueError(f"counts_by: field must be one of {', '.join(COUNT_COLUMNS)}, got {field!r}")
+        col = COUNT_COLUMNS[field]
+        where = filters(status, category, camera_id, district, since, until)
         with self._session(write=False) as s:
-            rows = s.execute(select(col, func.count()).where(*where).group_by(col).order_by(col))
-            return {str(k): int(n) for k, n in rows}
+            return {str(k): int(n) for k, n in s.execute(select(col, func.count()).where(*where).group_by(col).order_by(col))}
+
+    def unclosed_cases(self, *, seen_since: datetime | None = None) -> list[Case]:
+        """Every case not closed (with history), oldest first: what `CaseBuilder.restore` needs at start-up.
+        `seen_since` leaves out cases last seen before it (long-expired ones)."""
+        query = select(CaseRow).where(CaseRow.status != str(CaseStatus.closed)).order_by(CaseRow.opened_at, CaseRow.case_id)
+        if seen_since is not None:
+            query = query.where(CaseRow.last_seen_at >= seen_since)
+        with self._session(write=False) as s:
+            return [r.case for r in records(s, list(s.scalars(query)))]
 
     def outbox(self, *, status: OutboxStatus | str | None = None, case_id: str | None = None, limit: int = 100) -> list[OutboxRecord]:
         """Outbox messages in the order they were queued."""
@@ -280,138 +240,23 @@ class Store:
         if case_id is not None:
             query = query.where(OutboxRow.case_id == case_id)
         with self._session(write=False) as s:
-            return [
-                OutboxRecord(r.id, r.case_id, r.kind, dict(r.payload), r.idempotency_key, OutboxStatus(r.status),
-                             r.attempts, r.next_attempt_at, r.last_error, r.created_at)
-                for r in s.scalars(query)
-            ]
+            return [outbox_record(r) for r in s.scalars(query)]
 
     # -- internals ------------------------------------------------------------------------------
 
     @contextmanager
     def _session(self, *, write: bool) -> Iterator[Session]:
-        """One transaction; commits on success, rolls back on any exception."""
+        """One transaction: commits on success, rolls back on any exception. Writes on SQLite
+        begin IMMEDIATE (take the write lock up front, waiting up to the busy timeout)."""
         with self._engine.connect() as conn:
             if write:
-                conn.execution_options(**BEGIN_WRITE)
+                conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
             with conn.begin(), Session(bind=conn, expire_on_commit=False, autoflush=True) as session:
                 yield session
                 session.flush()
 
-    def _insert(self, entity: type) -> Any:
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(entity.__table__)  # type: ignore[attr-defined]
 
-    def _case_row(self, s: Session, case_id: str, *, lock: bool = False) -> CaseRow:
-        query = select(CaseRow).where(CaseRow.case_id == case_id)
-        row = s.scalar(query.with_for_update() if lock else query)
-        if row is None:
-            raise CaseNotFound(f"no case {case_id!r}")
-        return row
-
-    def _add_sighting(self, s: Session, case_id: str, event: Event) -> bool:
-        x1, y1, x2, y2 = event.box
-        stmt = self._insert(SightingRow).values(
-            event_id=event.event_id, case_id=case_id, pts=event.pts, since_pts=event.since_pts, wall=event.wall,
-            x1=x1, y1=y1, x2=x2, y2=y2, score=event.score, zone_id=event.zone_id, detail=event.detail,
-        ).on_conflict_do_nothing(index_elements=["event_id"])
-        return _inserted(s, stmt.returning(SightingRow.__table__.c.id))
-
-    def _enqueue(self, s: Session, case_id: str, m: OutboxMessage) -> bool:
-        now = utcnow()
-        stmt = self._insert(OutboxRow).values(
-            case_id=case_id, kind=m.kind, payload=m.payload, idempotency_key=m.idempotency_key,
-            status=str(OutboxStatus.pending), attempts=0, next_attempt_at=m.next_attempt_at or now,
-            last_error="", created_at=now,
-        ).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        return _inserted(s, stmt.returning(OutboxRow.__table__.c.id))
-
-    def _records(self, s: Session, rows: list[CaseRow]) -> list[CaseRecord]:
-        """Frozen records for these rows, loading history, evidence and counts in three queries."""
-        ids = [r.case_id for r in rows]
-        if not ids:
-            return []
-        history: dict[str, list[Transition]] = {i: [] for i in ids}
-        for t in s.scalars(select(TransitionRow).where(TransitionRow.case_id.in_(ids)).order_by(TransitionRow.at, TransitionRow.id)):
-            prev = CaseStatus(t.from_status) if t.from_status is not None else None
-            history[t.case_id].append(Transition(prev, CaseStatus(t.to_status), t.at, t.actor, t.reason))
-        evidence: dict[str, list[EvidenceRecord]] = {i: [] for i in ids}
-        for e in s.scalars(select(EvidenceRow).where(EvidenceRow.case_id.in_(ids)).order_by(EvidenceRow.id)):
-            evidence[e.case_id].append(EvidenceRecord(e.case_id, EvidenceKind(e.kind), e.path, e.sha256, e.bytes, e.created_at))
-        per_case = select(SightingRow.case_id, func.count()).where(SightingRow.case_id.in_(ids)).group_by(SightingRow.case_id)
-        counts = {case_id: n for case_id, n in s.execute(per_case)}
-        return [
-            CaseRecord(
-                case=_case(r, tuple(history[r.case_id])),
-                codes=CategoryCode(r.category_code, r.category_name, r.category_major),
-                location=Location(lon=r.lon, lat=r.lat, address=r.address, district=r.district, grid_code=r.grid_code),
-                evidence=tuple(evidence[r.case_id]),
-                sightings=int(counts.get(r.case_id, 0)),
-                created_at=r.created_at,
-                updated_at=r.updated_at,
-            )
-            for r in rows
-        ]
-
-
-def _inserted(s: Session, stmt: Any) -> bool:
-    """Run an INSERT … ON CONFLICT DO NOTHING RETURNING …; True if it inserted a row.
-    (RETURNING rather than rowcount: drivers do not all report rowcount for INSERT.)"""
-    return s.execute(stmt).first() is not None
-
-
-def _case(r: CaseRow, history: tuple[Transition, ...]) -> Case:
-    return Case(
-        case_id=r.case_id, camera_id=r.camera_id, category=Category(r.category), status=CaseStatus(r.status),
-        box=(r.x1, r.y1, r.x2, r.y2), zone_id=r.zone_id, opened_pts=r.opened_pts, opened_at=r.opened_at,
-        last_seen_pts=r.last_seen_pts, last_seen_at=r.last_seen_at, score=r.score, events=r.events, site=r.site,
-        detail=r.detail, model=r.model, history=history,
-    )
-
-
-def _transition_row(case_id: str, t: Transition) -> TransitionRow:
-    return TransitionRow(
-        case_id=case_id, from_status=str(t.from_status) if t.from_status is not None else None,
-        to_status=str(t.to_status), at=as_utc(t.at), actor=t.actor, reason=t.reason,
-    )
-
-
-def _camera_location(cam: CameraRow) -> Location:
-    return Location(lon=cam.lon, lat=cam.lat, address=cam.address, district=cam.district, grid_code=cam.grid_code)
-
-
-def _values(v: Values) -> tuple[str, ...] | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        return (str(v),)
-    return tuple(str(x) for x in v)
-
-
-def _filters(status: Values, category: Values, camera_id: Values, district: Values,
-             since: datetime | None, until: datetime | None) -> list[Any]:
-    where: list[Any] = []
-    for col, vals in ((CaseRow.status, status), (CaseRow.category, category), (CaseRow.camera_id, camera_id), (CaseRow.district, district)):
-        wanted = _values(vals)
-        if wanted is not None:
-            where.append(col.in_(wanted))
-    if since is not None:
-        where.append(CaseRow.opened_at >= as_utc(since))
-    if until is not None:
-        where.append(CaseRow.opened_at < as_utc(until))
-    return where
-
-
-def _evidence_kind(kind: EvidenceKind | str) -> EvidenceKind:
-    try:
-        return EvidenceKind(kind)
-    except ValueError:
-        raise ValueError(f"evidence kind must be one of {', '.join(k.value for k in EvidenceKind)}, got {kind!r}") from None
-
-
-def _relative_path(path: str) -> str:
-    """A '/'-separated path inside the evidence dir; absolute paths and '..' are refused."""
-    p = PurePosixPath(str(path).replace("\\", "/"))
-    if p.is_absolute() or ".." in p.parts or not p.parts or (p.parts[0].endswith(":")):
-        raise ValueError(f"evidence path must be relative to the evidence dir, got {path!r}")
-    return p.as_posix()
+def _code(codes: Codes, category: Category) -> CodeEntry | CategoryCode | None:
+    if codes is None or isinstance(codes, (CodeEntry, CategoryCode)):
+        return codes
+    return codes.get(category)

@@ -149,7 +149,8 @@ class SightingRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(255), unique=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id", ondelete="CASCADE"), index=True)
-    pts: Mapped[float] = mapped_column(Float)
+    camera_id: Mapped[str] = mapped_column(String(64))  # may differ from the case's: same-site cameras
+    pts: Mapped[float] = mapped_column(Float)  # stream seconds of this camera
     since_pts: Mapped[float] = mapped_column(Float)
     wall: Mapped[datetime]
     x1: Mapped[float] = mapped_column(Float)

@@ -328,3 +328,73 @@ def test_concurrent_writers_lose_nothing(store):
     assert errors == []
     rec = store.get_case("c1")
     assert (rec.sightings, rec.case.events) == (50, 51)
+
+
+# -- the case builder's changes -----------------------------------------------------------------
+
+
+def test_case_builder_changes_are_persisted_once_and_replays_change_nothing(store):
+    from citypatrol.pipeline.casebuilder import CaseBuilder
+    from citypatrol.pipeline.config import CasesConfig, Config
+
+    builder = CaseBuilder(CasesConfig(grace_s=600, reopen_window_s=3600))
+    changes = [builder.add(make_event(pts, since=20.0)) for pts in (200.0, 260.0, 320.0)]  # one episode
+    changes += builder.tick("cam1", 1000.0, T0 + timedelta(seconds=800))  # unseen for 680 s ≥ grace
+    changes.append(builder.add(make_event(1500.0)))  # back at the same place: reopened
+    assert [str(c.kind) for c in changes] == ["opened", "attached", "attached", "expired", "reopened"]
+
+    codes = Config().codes
+    assert [store.apply_change(c, codes=codes) for c in changes] == [True] * 5
+    case_id = changes[0].case.case_id
+    rec = store.get_case(case_id)
+    built = builder.get(case_id)
+    assert rec.case.status is CaseStatus.reopened
+    assert [h.to_status for h in rec.case.history] == [CaseStatus.detected, CaseStatus.expired, CaseStatus.reopened]
+    assert [h.actor for h in rec.case.history] == ["casebuilder"] * 3
+    assert rec.case.history[1].at == T0 + timedelta(seconds=800)  # the builder's time, not the clock
+    assert (rec.case.last_seen_pts, rec.case.last_seen_at, rec.case.events) == (built.last_seen_pts, built.last_seen_at, built.events)
+    assert rec.sightings == 2  # two episodes: the repeated firings of the first are one sighting
+    assert (rec.codes.code, rec.codes.name) == ("0505", "机动车乱停放")
+
+    assert [store.apply_change(c, codes=codes) for c in changes] == [False] * 5  # replay: nothing new
+    again = store.get_case(case_id)
+    assert (again.case, again.sightings) == (rec.case, rec.sightings)
+
+
+def test_stale_expiry_from_the_builder_does_not_override_the_stored_status(store):
+    from citypatrol.pipeline.casebuilder import CaseBuilder
+
+    builder = CaseBuilder()
+    opened = builder.add(make_event(200.0))
+    store.apply_change(opened)
+    store.set_status(opened.case.case_id, CaseStatus.approved, at=T0, actor="user:alice")
+    store.set_status(opened.case.case_id, CaseStatus.dispatched, at=T0, actor="dispatch")
+    (expired,) = builder.tick("cam1", 2000.0, T0 + timedelta(hours=1))  # the builder still thinks "detected"
+    store.apply_change(expired)
+    rec = store.get_case(opened.case.case_id)
+    assert rec.case.status is CaseStatus.dispatched
+    assert CaseStatus.expired not in [h.to_status for h in rec.case.history]
+
+
+def test_unclosed_cases_feed_the_builder_at_start_up(store):
+    _populate(store)  # "b" is closed
+    assert [c.case_id for c in store.unclosed_cases()] == ["a", "c", "d", "e", "f", "g"]
+    assert [c.case_id for c in store.unclosed_cases(seen_since=T0 + timedelta(minutes=45))] == ["f", "g"]
+    assert store.unclosed_cases()[0].history[0].to_status is CaseStatus.detected
+
+
+def test_a_same_site_camera_moves_last_seen_time_but_not_the_case_clock(store):
+    from citypatrol.pipeline.casebuilder import CaseBuilder
+
+    builder = CaseBuilder(sites={"cam1": "east-gate", "cam2": "east-gate"})
+    opened = builder.add(make_event(200.0))
+    other = make_event(90.0, camera="cam2")  # cam2's own stream clock; wall time later than the opening
+    other = Event(other.camera_id, other.category, other.box, None, other.pts, T0 + timedelta(minutes=3), other.since_pts, 0.95)
+    attached = builder.add(other)
+    assert (str(attached.kind), attached.case.case_id) == ("attached", opened.case.case_id)
+    store.apply_change(opened)
+    store.apply_change(attached)
+    rec = store.get_case(opened.case.case_id)
+    assert (rec.case.camera_id, rec.case.last_seen_pts, rec.case.last_seen_at, rec.case.score) == ("cam1", 200.0, T0 + timedelta(minutes=3), 0.95)
+    with store.engine.connect() as conn:
+        assert sorted(conn.execute(text("SELECT camera_id FROM case_sightings")).scalars()) == ["cam1", "cam2"]

@@ -89,6 +89,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("event_id", sa.String(255), nullable=False),
         sa.Column("case_id", sa.String(128), nullable=False),
+        sa.Column("camera_id", sa.String(64), nullable=False),
         sa.Column("pts", sa.Float(), nullable=False),
         sa.Column("since_pts", sa.Float(), nullable=False),
         sa.Column("wall", TS, nullable=False),
