@@ -5,9 +5,8 @@ closed. The reader thread decodes continuously and keeps only the newest sampled
 buffer of one): a slow consumer gets the present, never a queue of the past, and each frame
 it missed is counted in `skipped_stale`.
 
-Stream time: `pts` = seconds since the source was opened. Within a connection it follows the
-stream's own timestamps (steady even when packets arrive in bursts); at each (re)connection it
-re-anchors on the wall-clock time elapsed, so it keeps rising across reconnects.
+Stream time: `pts` = seconds since the source was opened (see `live_clock`): the stream's own
+timestamps within a connection, re-anchored on the elapsed time at each reconnection.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import av.error
 
 from citypatrol.streams.backoff import backoff_delay
 from citypatrol.streams.frame import Frame
+from citypatrol.streams.live_clock import LiveClock
 from citypatrol.streams.sampling import CadenceGate, SamplingMode, choose_sampling, fit_size
 from citypatrol.streams.source import Source, SourceError, SourceState, log
 
@@ -110,7 +110,7 @@ class LiveSource(Source):
         self._wall_open = start_wall or datetime.now(UTC)
         self._newest = _Newest()
         self._stop = threading.Event()
-        self._last_pts = -1.0
+        self._clock = LiveClock()
         self._gate = CadenceGate(cadence_s)  # one cadence grid across reconnections
         first = None
         if not options.reconnect:
@@ -221,7 +221,7 @@ class LiveSource(Source):
         cc = stream.codec_context
         window_s = max(3 * self._cadence_s, 4.0)
         mode, keyframes, first_t = None, [], None
-        anchor: float | None = None  # source pts minus stream seconds, for this connection
+        self._clock.new_connection()
         progress = time.monotonic()
         self._set(state=SourceState.running)
         for packet in container.demux(stream):
@@ -252,7 +252,7 @@ class LiveSource(Source):
                 progress = now
                 self._count(frames_decoded=1)
                 t = float(frame.pts * tb) if frame.pts is not None else None
-                anchor, pts = self._source_pts(anchor, t)
+                pts = self._clock.pts(t, time.monotonic() - self._t_open)
                 if not self._gate.take(pts):
                     continue
                 w, h = fit_size(frame.width, frame.height, self._max_side)
@@ -273,18 +273,3 @@ class LiveSource(Source):
         except av.error.InvalidDataError:
             self._count(corrupt_packets=1)
             return []
-
-    def _source_pts(self, anchor: float | None, stream_t: float | None) -> tuple[float | None, float]:
-        """Stream seconds → source seconds; re-anchor on the clock at a new connection or a jump."""
-        elapsed = time.monotonic() - self._t_open
-        floor = self._last_pts + 1e-3
-        if stream_t is None:
-            pts = max(elapsed, floor)
-        else:
-            pts = anchor + stream_t if anchor is not None else None
-            # Timestamps that go back, or run far ahead of the clock, are a discontinuity.
-            if pts is None or pts < floor or pts > elapsed + 5.0:
-                pts = max(elapsed, floor)
-                anchor = pts - stream_t
-        self._last_pts = pts
-        return anchor, pts

@@ -13,6 +13,7 @@ Use them from any test module (tests/ is on sys.path under pytest):
                                   user="admin", password="pw")
         srv.url("a")                             # rtsp://admin:pw@127.0.0.1:<port>/a
         srv.kill(); srv.start()                 # camera outage and recovery, same port
+        srv.pause(); srv.resume()               # hung camera: connection open, no data
 
 The server is tests/rtsp_server.py under Debian's /usr/bin/python3 (GstRtspServer): each camera
 loops its file in real time, shared by all clients, like a real CCTV camera. Servers started
@@ -103,6 +104,7 @@ class RtspServer:
         """Kill the process at once (SIGKILL): an abrupt camera outage."""
         if self._proc is not None:
             if self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGCONT)
                 self._proc.kill()
             self._proc.wait(timeout=10)
             self._close_pipes()
@@ -110,6 +112,7 @@ class RtspServer:
     def stop(self) -> None:
         """Stop the process politely (SIGTERM), or kill it if it does not go."""
         if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
             self._proc.send_signal(signal.SIGTERM)
             try:
                 self._proc.wait(timeout=5)
@@ -117,6 +120,16 @@ class RtspServer:
                 self._proc.kill()
                 self._proc.wait(timeout=5)
         self._close_pipes()
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open but no data flows, a hung camera."""
+        if self.alive:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo `pause` (SIGCONT)."""
+        if self.alive:
+            self._proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> "RtspServer":
         self.kill()
