@@ -12,7 +12,6 @@ timestamps within a connection, re-anchored on the elapsed time at each reconnec
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 import time
 from collections.abc import Iterator

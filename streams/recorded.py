@@ -15,7 +15,7 @@ from pathlib import Path
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.media import is_image
 from citypatrol.streams.sampling import CadenceGate
-from citypatrol.streams.source import Source, SourceError, SourceState
+from citypatrol.streams.source import Source, SourceState
 from citypatrol.streams.stills import parse_still_time, read_image
 from citypatrol.streams.video_file import UnreadableFile, VideoFile
 

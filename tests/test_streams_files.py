@@ -203,3 +203,16 @@ def test_stills_sequence_applies_the_cadence(pklot_first10):
     assert [f.pts for f in frames] == pytest.approx([0.0, 600.0, 1200.0, 1800.0, 2400.0], abs=2)
     assert frames[0].image.shape == (720, 1280, 3)
     assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("ext", ["ts", "mkv", "avi"])
+def test_other_containers(ext, h264_clip, tmp_path):  # noqa: F811
+    clip = h264_clip("intersection")  # 6 s, 0.5 s GOP
+    out = tmp_path / f"clip.{ext}"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-c", "copy", str(out)], check=True)
+    with open_source("c", str(out), 1.0) as src:
+        frames = list(src.frames())
+        stats = src.stats
+    assert len(frames) == 6 and frames[0].pts == pytest.approx(0, abs=0.05)
+    assert [round(b.pts - a.pts) for a, b in zip(frames, frames[1:])] == [1] * 5
+    assert stats.frames_decoded <= 13 and stats.last_error == ""  # keyframes only
