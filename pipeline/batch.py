@@ -161,6 +161,8 @@ def run_batch(
                 outcomes[cid].error = st.last_error
             src.close()
             progress.update(tasks[cid], total=outcomes[cid].frames, completed=outcomes[cid].frames)
+        done = sum(o.frames for o in outcomes.values())
+        progress.update(overall, total=done, completed=done)
     recorder.close()
     dlog.close()
 

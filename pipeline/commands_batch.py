@@ -14,8 +14,10 @@ from citypatrol.pipeline.batch import BatchResult, cameras_for_paths, run_batch
 from citypatrol.pipeline.config import Config
 from citypatrol.pipeline.configfile import load_config
 
-console = Console(stderr=True)
-out_console = Console()
+import sys
+
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+out_console = Console(width=None if sys.stdout.isatty() else 140)
 samples_app = typer.Typer(no_args_is_help=True, help="The sample footage used by the demo, tests and evaluation.")
 
 
@@ -118,7 +120,6 @@ def print_evaluation(ev) -> None:
             out_console.print(f"  false case  {v.video}: {case.case_id} {case.category.value} at {case.opened_pts:.1f} s — {why}", highlight=False)
         for item in v.missed:
             out_console.print(f"  missed      {v.video}: {item.category.value} {list(item.box)} from {item.start_s} s — {item.note}", highlight=False)
-    out_console.print(f"\nmodel: {ev.batch.model}", highlight=False)
 
 
 @samples_app.command("fetch")
