@@ -120,6 +120,7 @@ class StationaryTracker:
         centroid_tol: float = 0.5,
         move_tol: float = 0.25,
         max_gap_s: float = 60.0,
+        max_gap_frames: int = 3,
         dedup_iou: float = 0.7,
         min_rest_ratio: float = 0.6,
         class_groups: Mapping[str, str] | None = None,
@@ -129,6 +130,8 @@ class StationaryTracker:
         centroid_tol: otherwise, centre distance (fraction of the track box diagonal) that still matches.
         move_tol: centre shift (fraction of the resting box's width/height) beyond which it has moved.
         max_gap_s: stream seconds a track survives unseen (flicker, occlusion).
+        max_gap_frames: or this many missed frames, whichever is longer, so a sparse source
+            (stills every 5 minutes) keeps its tracks between frames.
         dedup_iou: same-group detections overlapping this much are one object (merged detectors).
         min_rest_ratio: share of frames since arriving at the resting place it must be seen in to count as at rest.
         """
@@ -137,6 +140,7 @@ class StationaryTracker:
         self.centroid_tol = centroid_tol
         self.move_tol = move_tol
         self.max_gap_s = max_gap_s
+        self.max_gap_frames = max_gap_frames
         self.dedup_iou = dedup_iou
         self.min_rest_ratio = min_rest_ratio
         self.class_groups = dict(DEFAULT_CLASS_GROUPS if class_groups is None else class_groups)
@@ -168,9 +172,11 @@ class StationaryTracker:
                 f"camera {self.camera_id}: pts went backwards ({pts} < {self._last_pts}); "
                 "reset() the tracker when a stream restarts"
             )
+        interval = pts - self._last_pts if self._last_pts is not None else 0.0
         self._last_pts = pts
         self._frame += 1
-        self._states = [s for s in self._states if pts - s.last_seen <= self.max_gap_s]
+        gap = max(self.max_gap_s, self.max_gap_frames * interval)
+        self._states = [s for s in self._states if pts - s.last_seen <= gap]
 
         boxes = np.clip(dets.xyxyn.astype(np.float64), 0.0, 1.0) if len(dets) else np.zeros((0, 4))
         groups = np.array([self.group_of(str(c)) for c in dets.class_name], dtype=object)

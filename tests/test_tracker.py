@@ -150,3 +150,15 @@ def test_rest_needs_most_frames_at_the_place(every: int, at_rest: bool) -> None:
     frames = [(t, dets(("car", CAR)) if i % every == 0 else dets()) for i, t in enumerate(cadence(0, 200))]
     _, out = run(frames)
     assert (max(t.stationary_for for tracks in out for t in tracks) > 100) is at_rest
+
+
+def test_sparse_source_keeps_tracks_between_frames() -> None:
+    """A stills camera one frame every 5 minutes: a parked car is one track across the frames."""
+    frames = [(t, dets(("car", CAR))) for t in (0.0, 300.0, 600.0, 900.0)]
+    _, out = run(frames, max_gap_s=60)
+    assert [t.track_id for t in out[-1]] == [1]
+    assert out[-1][0].stationary_since == 0.0 and out[-1][0].stationary_for == 900.0
+    # three missed frames are tolerated, a fourth is not
+    frames = [(0.0, dets(("car", CAR))), (300.0, dets(("car", CAR)))] + [(300.0 * k, dets()) for k in range(2, 6)] + [(1800.0, dets(("car", CAR)))]
+    _, out = run(frames, max_gap_s=60, max_gap_frames=3)
+    assert [t.track_id for t in out[-1]] == [2]
