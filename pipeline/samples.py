@@ -27,7 +27,8 @@ class Sample:
 
     @property
     def filename(self) -> str:
-        return Path(self.entry.path).name
+        """File name in the samples folder; a stills sample is a folder named after the sample."""
+        return self.name if self.entry.is_folder else Path(self.entry.path).name
 
     def truth(self) -> Truth:
         return load_truth(self.truth_path)
@@ -40,7 +41,8 @@ def load_samples(folder: Path = SAMPLES_DIR) -> list[Sample]:
         entry = AssetEntry(
             name=item["name"],
             path=item["path"],
-            sha256=item["sha256"],
+            sha256=item.get("sha256"),
+            files=item.get("files") or {},
             size=item.get("size"),
             source_url=item.get("source_url"),
             licence=item.get("licence", ""),
@@ -56,13 +58,30 @@ def fetch_samples(dest: Path = SAMPLES_DIR, names: list[str] | None = None) -> l
         if names and sample.name not in names:
             continue
         target = dest / sample.filename
-        if target.is_file() and sha256_file(target) == sample.entry.sha256:
+        if _in_place(sample.entry, target):
             placed.append(target)
             continue
         found = resolve_asset(sample.entry)
         dest.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".part")
-        shutil.copyfile(found, tmp)
+        tmp = target.with_name(target.name + ".part")
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        if sample.entry.is_folder:
+            tmp.mkdir()
+            for rel in sample.entry.files:
+                shutil.copyfile(found / rel, tmp / rel)
+            if target.exists():
+                shutil.rmtree(target)
+        else:
+            shutil.copyfile(found, tmp)
         tmp.replace(target)
         placed.append(target)
     return placed
+
+
+def _in_place(entry: AssetEntry, target: Path) -> bool:
+    if entry.is_folder:
+        return target.is_dir() and all(
+            (target / rel).is_file() and sha256_file(target / rel) == digest for rel, digest in entry.files.items()
+        )
+    return target.is_file() and sha256_file(target) == entry.sha256
