@@ -43,6 +43,7 @@ from citypatrol.pipeline.store_records import (
     OutboxRecord,
     OutboxStatus,
 )
+from citypatrol.pipeline import store_tables  # noqa: F401  (every area's tables on Base, for the ORM)
 from citypatrol.pipeline.store_schema import CaseRow, OutboxRow, utcnow
 from citypatrol.pipeline.types import Case, CaseStatus, Event, Transition
 

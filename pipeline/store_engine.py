@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -30,6 +31,11 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 5
 BEGIN_OPTION = "citypatrol_begin"  # execution option: the statement that opens a SQLite transaction
+
+# Alembic keeps its running context in module globals and imports revision scripts under the
+# import lock, so two threads of one process must not run it at once (the database lock below
+# only serialises processes; a thread blocked on it inside Alembic could deadlock the other).
+_MIGRATING = threading.Lock()
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -70,7 +76,11 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
         engine = create_engine(url, echo=echo, poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         if not database.startswith("file:"):
-            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(database).expanduser().resolve().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot create the folder {folder} for the citypatrol database {redact(url)}: {exc}") from None
         engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -119,7 +129,7 @@ def migrate(engine: Engine) -> str:
     head = scripts.get_current_head()
     known = {rev.revision for rev in scripts.walk_revisions()}
     try:
-        with engine.connect() as conn:
+        with _MIGRATING, engine.connect() as conn:
             conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
             with conn.begin():
                 if conn.dialect.name == "postgresql":

@@ -15,7 +15,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -30,7 +32,8 @@ from citypatrol.pipeline.store_records import (
     StoreError,
     StoreUnavailable,
 )
-from citypatrol.pipeline.store_schema import Base
+from citypatrol.pipeline.store_engine import MIGRATIONS
+from citypatrol.pipeline.store_tables import metadata
 from citypatrol.pipeline.types import Case, CaseStatus, Event
 
 PG_URL = os.environ.get("CITYPATROL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -90,11 +93,17 @@ def make_event(pts: float = 200.0, *, camera: str = "cam1", category: Category =
 
 
 def test_empty_database_is_migrated_to_head_and_matches_the_models(db_url):
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    scripts = ScriptDirectory.from_config(cfg)
+    assert len(scripts.get_heads()) == 1, f"the store's migrations have branched: {scripts.get_heads()}"
     with open_store(db_url) as store:
         with store.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_heads() == ("0001",)
-            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
-        assert diff == [], f"migrations and store_schema.py disagree: {diff}"
+            assert MigrationContext.configure(conn).get_current_heads() == (scripts.get_current_head(),)
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+            tables = set(conn.dialect.get_table_names(conn))
+        assert diff == [], f"the migrations and the models in store_tables.py disagree: {diff}"
+        assert {"cameras", "cases", "case_sightings", "case_transitions", "evidence", "outbox"} <= tables
     with open_store(db_url) as again:  # opening a current database is a no-op
         assert again.list_cases() == []
 
@@ -122,6 +131,32 @@ def test_unreachable_postgres_names_the_host_not_the_password():
     assert "127.0.0.1" in message and ":1/citypatrol" in message
     assert "s3cret-pw" not in message
     assert "***" in message
+
+
+def test_sqlite_file_that_cannot_be_created_is_a_clear_error(tmp_path):
+    (tmp_path / "not-a-folder").write_text("x")
+    with pytest.raises(StoreUnavailable, match="cannot create the folder"):
+        open_store(f"sqlite:///{tmp_path / 'not-a-folder' / 'cases.db'}")
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(db_url):
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def open_it() -> None:
+        try:
+            barrier.wait()
+            with open_store(db_url) as s:
+                s.list_cases()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
 
 
 def test_unusable_urls_are_clear_errors():
