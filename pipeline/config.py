@@ -8,7 +8,7 @@ validation errors into messages that name the file and the key path.
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import date, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -262,24 +262,276 @@ class StorageConfig(Strict):
     clip_seconds: float = Field(6.0, ge=0, le=60, description="Length of the evidence clip around the case's opening.")
 
 
+#: The case fields a dispatch message can carry; `dispatch.field_map` maps the platform's names onto them.
+DISPATCH_FIELDS = (
+    "case_id", "kind", "status", "category", "category_code", "category_name", "category_major",
+    "camera_id", "camera_name", "lon", "lat", "address", "district", "grid_code",
+    "opened_at", "last_seen_at", "sent_at", "description", "score", "events", "box", "zone_id", "evidence", "note",
+)
+
+
 class DispatchConfig(Strict):
-    enabled: bool = Field(False, description="Push cases to the dispatch system.")
-    adapter: Literal["http", "mqtt", "file"] = "http"
+    """Delivery of cases to the dispatch system (数字城管) through the transactional outbox."""
+
+    enabled: bool = Field(False, description="Push cases to the dispatch system (and let the review policy auto-submit).")
+    adapter: Literal["http", "mqtt", "file"] = Field("http", description="http: signed JSON POST; mqtt: publish to Mosquitto; file: JSONL drop folder.")
     url: str = Field("", description="HTTP endpoint of the dispatch system (adapter http).")
     secret: str = Field("", repr=False, description="HMAC-SHA256 key shared with the dispatch system; use ${DISPATCH_SECRET}.")
-    mqtt_host: str = "127.0.0.1"
+    callback_secret: str = Field(
+        "", repr=False, description="Key that signs the dispatch system's status callbacks; empty = the same as `secret`.")
+    callback_window_s: float = Field(300, ge=5, le=3600, description="Callbacks whose timestamp is further than this from now are refused.")
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host (adapter mqtt).")
     mqtt_port: int = Field(1883, ge=1, le=65535)
-    mqtt_topic: str = "citypatrol/cases/{camera_id}"
-    file_dir: Path = Path("outbox")
+    mqtt_topic: str = Field("citypatrol/cases/{camera_id}", description="Topic per message; {camera_id} is filled in.")
+    mqtt_qos: int = Field(1, ge=0, le=2, description="MQTT QoS; 1 = at least once (receivers dedupe on the idempotency key).")
+    mqtt_client_id: str = Field("citypatrol-dispatch", min_length=1, max_length=64, description="MQTT client id (one per dispatcher process).")
+    mqtt_username: str = Field("", description="MQTT user name; empty = anonymous.")
+    mqtt_password: str = Field("", repr=False, description="MQTT password; use ${MQTT_PASSWORD}.")
+    file_dir: Path = Field(Path("outbox"), description="Drop folder of the JSONL file adapter.")
+    file_rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="The JSONL file is rotated (renamed with a time stamp) past this size.")
     max_attempts: int = Field(8, ge=1, le=100, description="Attempts before a delivery goes to dead-letter.")
-    timeout_s: float = Field(10, gt=0, le=300)
-    field_map: dict[str, str] = Field(default_factory=dict, description="Outgoing JSON field → case field.")
+    timeout_s: float = Field(10, gt=0, le=300, description="Timeout of one delivery attempt.")
+    backoff_base_s: float = Field(10, ge=0.01, le=3600, description="Wait after the first failed attempt; doubles per attempt.")
+    backoff_max_s: float = Field(1800, ge=0.01, le=86400, description="Longest wait between attempts.")
+    backoff_jitter: float = Field(0.25, ge=0, le=1, description="Each wait is scaled by a random factor in 1 ± this.")
+    lease_s: float = Field(120, ge=1, le=3600, description="A claimed message is another dispatcher's to take after this long (crash recovery).")
+    poll_s: float = Field(2, ge=0.05, le=60, description="Idle wait between looks at the outbox.")
+    batch: int = Field(20, ge=1, le=1000, description="Messages claimed per look.")
+    evidence: Literal["url", "inline", "none"] = Field(
+        "url", description="Evidence in messages: url (evidence_base_url + path), inline (base64 JPEG), none.")
+    evidence_base_url: str = Field("", description="Prefix of evidence URLs, e.g. https://citypatrol.example/evidence/ (empty = relative paths).")
+    evidence_max_bytes: int = Field(2_000_000, ge=1024, le=50_000_000, description="Inline evidence larger than this is sent as a URL instead.")
+    evidence_wait_s: float = Field(30, ge=0, le=3600, description="A new case is held this long for its evidence images before it is sent without them.")
+    field_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Outgoing JSON field → citypatrol field (one of DISPATCH_FIELDS); empty = citypatrol's own field names.",
+    )
+
+    @field_validator("field_map")
+    @classmethod
+    def _known_fields(cls, field_map: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(v for v in field_map.values() if v not in DISPATCH_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown case field(s) {unknown}; choose from {', '.join(DISPATCH_FIELDS)}")
+        return field_map
+
+    @model_validator(mode="after")
+    def _usable(self) -> "DispatchConfig":
+        if self.lease_s <= self.timeout_s:
+            raise ValueError(f"lease_s ({self.lease_s}) must be longer than timeout_s ({self.timeout_s})")
+        if self.enabled and self.adapter == "http" and not self.url:
+            raise ValueError("adapter http needs url")
+        if self.enabled and self.adapter == "http" and not self.secret:
+            raise ValueError("adapter http needs secret (HMAC key), e.g. secret: ${DISPATCH_SECRET}")
+        return self
+
+
+class ReviewThresholds(Strict):
+    """When a new case goes to the dispatch system on its own instead of waiting for a reviewer."""
+
+    auto_submit: bool = Field(True, description="Allow auto-submission at all; false = every case waits for a reviewer.")
+    min_score: float = Field(0.85, ge=0, le=1, description="Best detector score the case needs to be auto-submitted.")
+    min_dwell_s: float = Field(0, ge=0, le=86400, description="Seconds the problem must have persisted when the case opens.")
+    min_check_score: float | None = Field(
+        None, ge=0, le=1,
+        description="When set, a second-stage check on the crop must score at least this; a case with no check result is held.",
+    )
+
+
+class ReviewOverride(Strict):
+    """Thresholds for one camera and/or category; later entries win over earlier ones."""
+
+    camera: str | None = Field(None, description="Camera id this entry applies to; empty = every camera.")
+    category: Category | None = Field(None, description="Category this entry applies to; empty = every category.")
+    auto_submit: bool | None = None
+    min_score: float | None = Field(None, ge=0, le=1)
+    min_dwell_s: float | None = Field(None, ge=0, le=86400)
+    min_check_score: float | None = Field(None, ge=0, le=1)
+
+
+class ReviewConfig(Strict):
+    """The review policy: auto-submit (approved) or hold for a reviewer (pending_review)."""
+
+    default: ReviewThresholds = Field(default_factory=ReviewThresholds, description="Thresholds where no override matches.")
+    overrides: list[ReviewOverride] = Field(default_factory=list, max_length=1000, description="Per camera / category thresholds.")
+
+
+class VerifyConfig(Strict):
+    """核查: after the dispatch system reports a case handled, citypatrol re-checks the place on camera."""
+
+    enabled: bool = Field(True, description="Re-check handled cases on camera; false = handled cases are closed without a check.")
+    confirm_s: float = Field(300, ge=1, le=86400, description="Stream seconds the cause must stay gone (→ closed) or stay present (→ reopened).")
+    cadence_s: float = Field(5, ge=0.1, le=600, description="Stream seconds between frames looked at.")
+    max_watch_s: float = Field(1800, ge=1, le=86400, description="Give up after this long without a verdict; the case stays verifying and is tried again.")
+    gap_s: float = Field(15, ge=0, le=3600, description="A cue missed for at most this long (detector flicker, a passer-by) does not end its presence.")
+    match_iou: float = Field(0.3, ge=0.01, le=1, description="Overlap with the case's box at which a detection is the same problem.")
+
+    @model_validator(mode="after")
+    def _watch_long_enough(self) -> "VerifyConfig":
+        if self.max_watch_s < self.confirm_s:
+            raise ValueError(f"max_watch_s ({self.max_watch_s}) must be at least confirm_s ({self.confirm_s})")
+        return self
+
+
+def _default_deadlines() -> dict[Category, float]:
+    # Placeholders in working hours; cities set their own 处置时限 per category.
+    return {
+        Category.illegal_parking: 2,
+        Category.nonmotor_parking: 4,
+        Category.street_vending: 2,
+        Category.exposed_garbage: 4,
+        Category.garbage_overflow: 4,
+        Category.billboard: 24,
+    }
+
+
+class SlaConfig(Strict):
+    """Handling deadlines: a dispatched case not reported handled within its working hours is overdue."""
+
+    enabled: bool = Field(True, description="Mark overdue cases.")
+    working_days: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5], min_length=1, max_length=7,
+        description="ISO weekdays that are working days (1 = Monday … 7 = Sunday).")
+    working_hours: str = Field("09:00-18:00", description="One daily working window 'HH:MM-HH:MM' in the site's time zone (no wrap past midnight).")
+    holidays: list[date] = Field(default_factory=list, description="Dates that are not working days.")
+    deadline_hours: dict[Category, float] = Field(
+        default_factory=_default_deadlines,
+        description="Working hours from dispatch to 'handled' per category; a category not listed has no deadline.",
+    )
+
+    @field_validator("working_days")
+    @classmethod
+    def _weekdays(cls, days: list[int]) -> list[int]:
+        bad = [d for d in days if not 1 <= d <= 7]
+        if bad:
+            raise ValueError(f"weekdays are 1 (Monday) … 7 (Sunday), got {bad}")
+        return days
+
+    @field_validator("working_hours")
+    @classmethod
+    def _window(cls, text: str) -> str:
+        hours = HoursRange.parse(text)
+        if hours.start >= hours.end:
+            raise ValueError(f"working_hours must start before it ends on the same day, got {text!r}")
+        return text
+
+    @field_validator("deadline_hours")
+    @classmethod
+    def _positive(cls, deadlines: dict[Category, float]) -> dict[Category, float]:
+        bad = {str(k): v for k, v in deadlines.items() if not 0 < v <= 10000}
+        if bad:
+            raise ValueError(f"deadlines must be > 0 and <= 10000 working hours, got {bad}")
+        return deadlines
 
 
 class ApiConfig(Strict):
-    host: str = "127.0.0.1"
+    """The review center (`citypatrol serve`): where it listens and how it signs people in."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on; put a TLS proxy in front when not on loopback.")
     port: int = Field(8080, ge=1, le=65535)
-    session_hours: float = Field(12, gt=0, le=24 * 30)
+    session_hours: float = Field(12, gt=0, le=24 * 30, description="A sign-in lasts this long (one reviewer shift).")
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto", description="Mark the session cookie Secure: 'auto' = when the request came over HTTPS.",
+    )
+    login_max_failures: int = Field(5, ge=1, le=1000, description="Failed sign-ins per user and address before a pause.")
+    login_window_s: float = Field(900, gt=0, le=86400, description="Window in which failed sign-ins are counted; also the pause.")
+    live_poll_s: float = Field(1.0, ge=0.1, le=60, description="How often the live queue looks for new and changed cases.")
+
+
+class LiveConfig(Strict):
+    """`citypatrol run`: where live metrics and status go, how live cameras connect and recover."""
+
+    metrics_host: str = Field("127.0.0.1", description="Address of the Prometheus /metrics endpoint ('0.0.0.0' = every interface).")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0 = no endpoint.")
+    status_file: Path = Field(
+        Path("citypatrol-status.json"),
+        description="Per-camera status the runner rewrites atomically every status_interval_s; `citypatrol status` reads it.",
+    )
+    status_interval_s: float = Field(2.0, ge=0.2, le=60, description="Seconds between rewrites of the status file.")
+    realtime: bool = Field(
+        True,
+        description="Recorded cameras play at real time (newest frame wins, like a stream); false = every sampled frame, as fast as the detector goes.",
+    )
+    open_timeout_s: float = Field(10, gt=0, le=120, description="Live cameras: connect and handshake within this many seconds.")
+    read_timeout_s: float = Field(5, gt=0, le=120, description="Live cameras: no data this long = connection lost, reconnect.")
+    backoff_max_s: float = Field(30, ge=0.1, le=600, description="Live cameras: longest wait between reconnection attempts.")
+
+
+class HealthKind(StrEnum):
+    """Camera faults that camera health reports, each as a start and an end event."""
+
+    offline = "offline"  # no frames (视频丢失)
+    frozen = "frozen"  # the picture does not change at all (画面冻结)
+    covered = "covered"  # dark, uniform or blurred: lens covered, painted or smeared (遮挡)
+    moved = "moved"  # off the preset the zones were drawn on (镜头偏移)
+
+
+class HealthSettings(Strict):
+    """Camera health: when a camera counts as offline, frozen, covered or moved, and what follows.
+
+    Picture thresholds apply to the frame scaled to a fixed work size, so they hold at any
+    resolution. How each measure behaves at night and in static scenes: `pipeline/health.py`.
+    """
+
+    enabled: bool = Field(True, description="Watch camera health.")
+    recover_s: float = Field(
+        10, ge=0, le=3600,
+        description="Seconds a condition must stay gone before its end event (offline ends with the first frame).",
+    )
+    offline_after_s: float = Field(60, ge=1, le=86400, description="No frames for this long = offline (longer than a reconnect).")
+    frozen_after_s: float = Field(60, ge=1, le=86400, description="A picture that does not change for this long = frozen.")
+    frozen_max_diff: float = Field(
+        0.25, gt=0, le=20,
+        description="A block (16×16 grid) is unchanged when its mean absolute difference is at most this many grey levels; "
+        "a live sensor's noise stays above it.",
+    )
+    frozen_ignore_share: float = Field(
+        0.1, ge=0, le=0.5,
+        description="Share of the blocks that may change while the picture still counts as frozen (an OSD clock, a blinking light).",
+    )
+    covered_after_s: float = Field(30, ge=1, le=86400, description="A dark, uniform or blurred picture for this long = covered.")
+    dark_mean: float = Field(8, ge=0, le=128, description="Dark: mean brightness (0–255) below this …")
+    dark_peak: float = Field(
+        32, ge=0, le=255,
+        description="… and no light source either: the 99.5th brightness percentile below this (night scenes have lamps).",
+    )
+    uniform_std: float = Field(
+        2.0, ge=0, le=64,
+        description="Uniform: brightness spread (std on a 160-px picture, so sensor noise averages out) below this …",
+    )
+    uniform_contrast: float = Field(
+        0.04, ge=0, le=1, description="… or below this share of the mean brightness (a white cloth, a painted lens).",
+    )
+    blur_sharpness: float = Field(
+        0.12, ge=0, le=10,
+        description="Blurred: Laplacian variance / brightness variance on a 160-px picture below this; real scenes measure 1–3.",
+    )
+    moved_after_s: float = Field(60, ge=1, le=86400, description="A view off its reference image for this long = moved.")
+    moved_check_s: float = Field(
+        10, ge=0, le=3600, description="Seconds between comparisons with the reference image (feature matching, ~40 ms each).",
+    )
+    moved_shift: float = Field(0.04, gt=0, le=1, description="Tolerated shift of the picture centre, as a share of frame width/height.")
+    moved_rotation_deg: float = Field(2.0, gt=0, le=180, description="Tolerated rotation in degrees.")
+    moved_scale: float = Field(0.06, gt=0, le=1, description="Tolerated zoom change as a share (0.06 = ±6 %).")
+    moved_min_inliers: int = Field(20, ge=6, le=1000, description="Features that must agree on one shift before it is trusted.")
+    moved_when_unmatched: bool = Field(
+        True, description="A clear picture that does not match the reference at all counts as moved (turned to another view).",
+    )
+    suspend_rules: list[HealthKind] = Field(
+        default_factory=lambda: [HealthKind.moved, HealthKind.frozen],
+        description="While one of these is active the camera's zone rules are suspended (zones no longer fit; the picture is stale).",
+    )
+    cases: bool = Field(True, description="Raise a maintenance case (category camera_fault) for each health condition.")
+    maintenance_code: str = Field("", max_length=32, description="Event code of camera-fault cases in the city's scheme; empty = none.")
+    maintenance_codes: dict[HealthKind, str] = Field(
+        default_factory=dict, description="Per-fault codes overriding maintenance_code (e.g. a vendor's video-diagnostics alarm types).",
+    )
+
+    @model_validator(mode="after")
+    def _check_interval(self) -> "HealthSettings":
+        if self.moved_check_s > self.moved_after_s:
+            raise ValueError(f"moved_check_s ({self.moved_check_s}) must not exceed moved_after_s ({self.moved_after_s})")
+        return self
 
 
 class Site(Strict):
@@ -288,7 +540,7 @@ class Site(Strict):
 
 
 class Config(Strict):
-    """A whole deployment: cameras, models, rules, cases, storage, dispatch, API."""
+    """A whole deployment: cameras, models, rules, cases, storage, dispatch, API, live runtime."""
 
     version: Literal[1] = 1
     site: Site = Site()
@@ -299,7 +551,12 @@ class Config(Strict):
     codes: dict[Category, CodeEntry] = Field(default_factory=_default_codes)
     storage: StorageConfig = StorageConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    review: ReviewConfig = ReviewConfig()
+    verify: VerifyConfig = VerifyConfig()
+    sla: SlaConfig = SlaConfig()
     api: ApiConfig = ApiConfig()
+    live: LiveConfig = LiveConfig()
+    health: HealthSettings = HealthSettings()
 
     @model_validator(mode="after")
     def _checks(self) -> "Config":
