@@ -26,6 +26,10 @@ app.command("analyze")(analyze)
 app.command("evaluate")(evaluate)
 app.command("demo")(demo)
 app.add_typer(samples_app, name="samples")
+from citypatrol.pipeline.commands_live import run, status  # noqa: E402
+
+app.command("run")(run)
+app.command("status")(status)
 
 console = Console(stderr=True)
 
