@@ -1,0 +1,132 @@
+"""`citypatrol serve` and `citypatrol users …`: start the review center, manage who may use it.
+
+Passwords never come from the command line (they would land in shell history and `ps`): they are
+read from the environment variable named by `--password-env`, from stdin with `--password-stdin`,
+or typed at a hidden prompt. API token secrets are printed once and never stored.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from citypatrol.pipeline.config import Config
+from citypatrol.pipeline.configfile import load_config
+
+console = Console(stderr=True)
+users_app = typer.Typer(no_args_is_help=True, help="Users and API tokens of the review center.")
+
+
+def _open(config: Path | None, db: str | None):
+    from citypatrol.pipeline.store import open_store
+    from citypatrol.pipeline.store_records import StoreError
+
+    cfg = load_config(config) if config else Config()
+    try:
+        return cfg, open_store(db or cfg.storage.database_url)
+    except StoreError as exc:
+        console.print(f"[red]✗[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def serve(
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config file (site, cameras, codes, api)."),
+    db: str | None = typer.Option(None, "--db", help="Database URL; default: the config's storage.database_url."),
+    evidence: Path | None = typer.Option(None, "--evidence", help="Evidence folder; default: the config's storage.evidence_dir."),
+    host: str | None = typer.Option(None, help="Address to listen on; default: the config's api.host."),
+    port: int | None = typer.Option(None, help="Port; default: the config's api.port."),
+) -> None:
+    """Start the review center (REST API and web UI)."""
+    import uvicorn
+
+    from citypatrol.api.app import create_app
+    from citypatrol.pipeline.store_users import UserStore
+
+    cfg, store = _open(config, db)
+    evidence_dir = evidence or cfg.storage.evidence_dir
+    if not evidence_dir.is_dir():
+        console.print(f"[yellow]evidence folder {evidence_dir} does not exist (yet): pictures will be missing[/yellow]", highlight=False)
+    if not UserStore(store.engine).users():
+        console.print("[yellow]no users yet: add one with[/yellow] citypatrol users add NAME --role admin"
+                      + (f" --db {store.url}" if db else ""), highlight=False)
+    app = create_app(cfg, store, evidence_dir)
+    h, p = host or cfg.api.host, port or cfg.api.port
+    console.print(f"citypatrol review center on http://{h}:{p}/  (database {store.url}, evidence {evidence_dir})", highlight=False)
+    try:
+        uvicorn.run(app, host=h, port=p, log_level="info", proxy_headers=True, server_header=False)
+    finally:
+        store.close()
+
+
+def _password(env: str | None, from_stdin: bool) -> str:
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            console.print(f"[red]✗[/red] environment variable {env} is not set or empty", highlight=False)
+            raise typer.Exit(2)
+        return value
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="User name (letters, digits, _ . @ -)."),
+    role: str = typer.Option(..., "--role", "-r", help="reviewer, analyst or admin."),
+    config: Path | None = typer.Option(None, "--config", "-c"),
+    db: str | None = typer.Option(None, "--db", help="Database URL; default: the config's."),
+    password_env: str | None = typer.Option(None, "--password-env", help="Read the password from this environment variable."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line of stdin."),
+) -> None:
+    """Add a user; the password is prompted for (or taken from an env var / stdin), never from argv."""
+    from citypatrol.pipeline.store_users import UserError, UserStore
+
+    _, store = _open(config, db)
+    try:
+        user = UserStore(store.engine).add_user(name, _password(password_env, password_stdin), role, actor="cli")
+    except UserError as exc:
+        console.print(f"[red]✗[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    console.print(f"✓ user {user.username} ({user.role.value}) added", highlight=False)
+
+
+@users_app.command("list")
+def users_list(config: Path | None = typer.Option(None, "--config", "-c"), db: str | None = typer.Option(None, "--db")) -> None:
+    """List users."""
+    from citypatrol.pipeline.store_users import UserStore
+
+    _, store = _open(config, db)
+    try:
+        for u in UserStore(store.engine).users():
+            print(f"{u.username}\t{u.role.value}\t{'active' if u.active else 'disabled'}")
+    finally:
+        store.close()
+
+
+@users_app.command("token")
+def users_token(
+    name: str = typer.Argument(..., help="What the token is for, e.g. 'dispatch-callbacks'."),
+    role: str = typer.Option(..., "--role", "-r", help="reviewer, analyst or admin."),
+    config: Path | None = typer.Option(None, "--config", "-c"),
+    db: str | None = typer.Option(None, "--db"),
+) -> None:
+    """Create an API token for a machine; the secret is printed once, on stdout."""
+    from citypatrol.pipeline.store_users import UserError, UserStore
+
+    _, store = _open(config, db)
+    try:
+        secret, token = UserStore(store.engine).create_token(name, role, actor="cli")
+    except UserError as exc:
+        console.print(f"[red]✗[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
+    console.print(f"✓ token {token.id} '{token.name}' ({token.role.value}); it is shown only now:", highlight=False)
+    print(secret)
