@@ -26,6 +26,10 @@ app.command("analyze")(analyze)
 app.command("evaluate")(evaluate)
 app.command("demo")(demo)
 app.add_typer(samples_app, name="samples")
+from citypatrol.api.commands import serve, users_app  # noqa: E402
+
+app.command("serve")(serve)
+app.add_typer(users_app, name="users")
 from citypatrol.pipeline.commands_live import run, status  # noqa: E402
 
 app.command("run")(run)
