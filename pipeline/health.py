@@ -43,6 +43,9 @@ Conditions and the choices behind them
 
 How the runner uses it
 ----------------------
+`pipeline/live.py` finds `live_hook` here; the adapter (`health_live.py`) does the following
+per camera, and any other runner (batch, distributed worker) can do the same:
+
     monitor = HealthMonitor(cam.id, camera_state.reference, config.health)
     for frame in source.frames():
         sink(monitor.observe(frame.image, frame.pts, frame.wall))
@@ -63,7 +66,8 @@ gives the same answer from a stream of events (e.g. in a process that only sees 
 All times for one monitor must come from one clock. `frame.wall` of a live source is its capture
 time (≈ now), so `tick(datetime.now(UTC))` fits. A recording played in real time carries the
 recording's clock in `frame.wall`: pass `now=` (the runner's clock) to `observe`, or do not
-call `tick` for recordings (a file does not go offline).
+call `tick` for recordings (a file does not go offline). A monitor is not thread-safe: call it
+from one thread (or under a lock).
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ __all__ = [
     "HealthReading",
     "health_blocks_rules",
     "health_case",
+    "live_hook",
 ]
 
 EPS = 1e-6
@@ -201,6 +206,7 @@ class HealthMonitor:
         self._anchor: np.ndarray | None = None  # first frame of the current still run
         self._anchor_wall: datetime | None = None
         self._last_check: datetime | None = None
+        self._flat_reference = False
         self.last: HealthReading | None = None
 
     # -- queries ----------------------------------------------------------------------------
@@ -216,7 +222,8 @@ class HealthMonitor:
 
     @property
     def moved_check_enabled(self) -> bool:
-        return self._matcher is not None
+        """A reference image was given and (once a frame has been seen) has enough texture to match."""
+        return self._matcher is not None and not self._flat_reference
 
     # -- inputs -----------------------------------------------------------------------------
     def observe(self, frame_image: np.ndarray, pts: float, wall: datetime, *, now: datetime | None = None) -> list[HealthEvent]:
@@ -256,8 +263,11 @@ class HealthMonitor:
         out += [ev] if ev else []
 
         motion = None
-        if self._matcher is not None and cov is None and self._check_due(wall) and self._matcher.usable(views.gray.shape[:2]):
+        check = self._matcher is not None and cov is None and self._check_due(wall)  # a covered picture matches nothing
+        if check:
             self._last_check = wall
+            self._flat_reference = not self._matcher.usable(views.gray.shape[:2])
+        if check and not self._flat_reference:
             motion = self._matcher.motion(views.gray)
             moved = moved_reason(motion, s)
             ev = self._cond[HealthKind.moved].update(
@@ -350,3 +360,10 @@ def health_case(event: HealthEvent, settings: HealthSettings | None = None) -> d
         "description": event.detail,
         "score": event.score,
     }
+
+
+def live_hook(config, cameras, store=None):
+    """Entry point for `pipeline/live.py`: the live adapter (`health_live.LiveHealth`), or None when health is off."""
+    from citypatrol.pipeline.health_live import live_hook as make  # the adapter does I/O; keep it out of this module
+
+    return make(config, cameras, store)

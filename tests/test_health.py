@@ -212,10 +212,10 @@ FAULTS = {
 def test_covered_picture_is_reported_then_ends(street, fault):
     reason, make = FAULTS[fault]
     rng = np.random.default_rng(3)
-    m = HealthMonitor("cam-1", street[0])
+    m = HealthMonitor("cam-1", None)
     events = feed(m, street[:10])
     events += feed(m, [make(street[10 + i % 10], rng) for i in range(40)], start=10)
-    events += feed(m, street, start=50)
+    events += feed(m, street[:12], start=50)
     kinds = [(t, ev.kind, ev.active) for t, ev in events]
     assert kinds == [(40.0, HealthKind.covered, True), (60.0, HealthKind.covered, False)], kinds
     start, end = events[0][1], events[1][1]
@@ -426,3 +426,69 @@ def test_health_settings_bounds(bad):
 def test_disabled_health_reports_nothing(street):
     m = HealthMonitor("cam-1", street[0], HealthSettings(enabled=False))
     assert feed(m, [np.zeros_like(street[0])] * 90) == [] and m.tick(at(1000)) == []
+
+
+def test_flat_reference_turns_the_moved_check_off(street):
+    m = HealthMonitor("cam-1", np.full_like(street[0], 128))
+    assert m.moved_check_enabled
+    assert feed(m, street[:20]) == []
+    assert not m.moved_check_enabled and m.last.motion is None
+
+
+# -- the live runner's adapter ---------------------------------------------------------------
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> datetime:
+        return at(self.t)
+
+
+def _status(cam_id: str, state: str):
+    from citypatrol.pipeline.live_status import CameraStatus, LiveStatus
+
+    now = at(0).isoformat()
+    return LiveStatus("running", 1, now, now, cameras=(CameraStatus(cam_id, "", "rtsp://cam", state),))
+
+
+def test_live_adapter_withholds_a_moved_camera_and_reports_offline(street, tmp_path):
+    from citypatrol.pipeline.config import Camera, Config
+    from citypatrol.pipeline.health_live import LiveHealth
+    from citypatrol.pipeline.live import _health_hooks
+    from citypatrol.streams.frame import Frame
+
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), street[0])
+    cams = [Camera(id="cam-1", source="rtsp://cam", reference_image=ref), Camera(id="cam-2", source="rtsp://x", reference_image=tmp_path / "missing.png")]
+    hooks = _health_hooks(Config(cameras=cams), cams, None)  # the runner finds the adapter by itself
+    assert len(hooks) == 1 and isinstance(hooks[0], LiveHealth)
+    hook = hooks[0]
+    assert hook.monitors["cam-1"].moved_check_enabled and not hook.monitors["cam-2"].moved_check_enabled
+    clock, got = _Clock(), []
+    hook.clock = clock
+    hook.sinks = [lambda ev: 1 / 0, got.append]  # a failing sink does not stop the next
+
+    admitted = []
+    for i in range(110):
+        clock.t = i
+        img = street[i % 30] if i < 30 else shifted(street[i % 30], 0.08, 0.0, 3.0)
+        admitted.append(hook.admit(Frame("cam-1", float(i), at(i), img)))
+    assert admitted == [True] * 90 + [False] * 20  # moved from 30 s, reported at 90 s
+    assert [(ev.kind, ev.active) for ev in got] == [(HealthKind.moved, True)]
+
+    for t in range(110, 200, 2):  # the frames stop; the source reconnects
+        clock.t = t
+        hook.on_status(_status("cam-1", "offline"))
+    assert [(ev.kind, ev.started_at) for ev in got[1:]] == [(HealthKind.offline, at(109))]
+    assert set(hook.active("cam-1")) == {HealthKind.moved, HealthKind.offline}
+    assert list(hook.recent) == got
+
+
+def test_live_hook_is_off_when_health_is_disabled():
+    from citypatrol.pipeline.config import Camera, Config
+    from citypatrol.pipeline.health import live_hook
+
+    cams = [Camera(id="cam-1", source="rtsp://cam")]
+    assert live_hook(Config(cameras=cams, health=HealthSettings(enabled=False)), cams) is None
+    assert live_hook(Config(cameras=cams), cams) is not None
