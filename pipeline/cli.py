@@ -26,6 +26,10 @@ app.command("analyze")(analyze)
 app.command("evaluate")(evaluate)
 app.command("demo")(demo)
 app.add_typer(samples_app, name="samples")
+from citypatrol.pipeline.commands_dispatch import dispatch_app, report  # noqa: E402
+
+app.add_typer(dispatch_app, name="dispatch")
+app.command("report")(report)
 from citypatrol.api.commands import serve, users_app  # noqa: E402
 
 app.command("serve")(serve)

@@ -52,9 +52,9 @@ def description(record: CaseRecord, camera_name: str) -> str:
 
 def select_evidence(record: CaseRecord, kind: str, paths: Sequence[str] | None = None) -> list[EvidenceRecord]:
     """The evidence to send: the paths the message names, else the newest file of each default kind."""
-    if paths is not None:
-        wanted = set(paths)
-        return [e for e in record.evidence if e.path in wanted]
+    if paths is not None:  # in the message's order
+        by_path = {e.path: e for e in record.evidence}
+        return [by_path[p] for p in paths if p in by_path]
     newest: dict[str, EvidenceRecord] = {}
     for e in record.evidence:  # stored oldest first: the last of a kind wins
         newest[e.kind.value] = e
