@@ -13,6 +13,7 @@ every sampled frame is analysed, as in a batch run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -38,7 +39,7 @@ class Arrival:
 
     frame: Frame
     due: float
-    posted: float  # monotonic time it was put on the board (oldest-waiting-first order)
+    posted: float  # monotonic time since which its camera has had a frame waiting (service order)
 
 
 class FrameBoard:
@@ -60,13 +61,17 @@ class FrameBoard:
             if wait_taken is not None:
                 while cid in self._slots and not wait_taken.is_set():
                     self._cond.wait(0.2)
-            if cid in self._slots:
+            waiting = self._slots.get(cid)
+            if waiting is not None:
                 self.skips[cid] = self.skips.get(cid, 0) + 1
+                # the camera keeps its place in line: a fast camera replacing its frame often
+                # must not push itself behind the others for ever
+                arrival = dataclasses.replace(arrival, posted=waiting.posted)
             self._slots[cid] = arrival
             self._cond.notify_all()
 
     def take(self, limit: int, timeout: float) -> list[Arrival]:
-        """Up to `limit` frames of different cameras, those waiting longest first; waits up to
+        """Up to `limit` frames of different cameras, the cameras waiting longest first; waits up to
         `timeout` for the first one. Returns [] when none came."""
         with self._cond:
             if not self._slots:

@@ -88,6 +88,7 @@ class _Counters:
     lag_s: float | None = None
     last_pts: float | None = None
     last_at: float | None = None  # monotonic
+    first_at: float | None = None
     recent: deque[float] = field(default_factory=deque)  # monotonic times of recent analyses
 
 
@@ -129,6 +130,7 @@ class StatusBook:
             c.lag_s = max(0.0, time.time() - due)
             c.last_pts = pts
             c.last_at = now
+            c.first_at = now if c.first_at is None else c.first_at
             c.recent.append(now)
 
     def withheld(self, camera_id: str) -> None:
@@ -150,14 +152,14 @@ class StatusBook:
                 else:
                     state = str(stats.state)
                 stats = stats or SourceStats()
-                window = min(FPS_WINDOW_S, now - c.recent[0]) if c.recent else 0.0
+                window = min(FPS_WINDOW_S, now - c.first_at) if c.first_at is not None else 0.0
                 cams.append(CameraStatus(
                     camera_id=cam.id,
                     name=cam.name,
                     source=redact_url(cam.source),
                     state=state,
                     frames_analysed=c.analysed,
-                    analysed_fps=round(len(c.recent) / window, 3) if window > 0 and len(c.recent) > 1 else 0.0,
+                    analysed_fps=round(len(c.recent) / window, 3) if window > 1.0 else 0.0,
                     lag_s=None if c.lag_s is None else round(c.lag_s, 3),
                     last_frame_age_s=None if c.last_at is None else round(now - c.last_at, 3),
                     last_pts=None if c.last_pts is None else round(c.last_pts, 3),

@@ -22,9 +22,11 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import yaml
 from fixtures_streams import free_port, h264_clip, rtsp_server_factory  # noqa: F401
@@ -36,9 +38,11 @@ from citypatrol.pipeline.batch import run_batch
 from citypatrol.pipeline.config import Camera, Config, LiveConfig, StorageConfig, Zone, ZoneKind
 from citypatrol.pipeline.evaluation import box_iou
 from citypatrol.pipeline.live import run_live
+from citypatrol.pipeline.live_feeds import Arrival, FrameBoard
 from citypatrol.pipeline.live_status import read_status
 from citypatrol.pipeline.store import open_store
 from citypatrol.pipeline.store_records import CaseRecord
+from citypatrol.streams.frame import Frame
 
 pytestmark = pytest.mark.slow
 
@@ -148,6 +152,37 @@ def test_batch_equals_live_over_rtsp(tmp_path, parked_video, detector, batch_cas
     (cam,) = result.status.cameras
     assert cam.frames_analysed == len(watch.pts) and cam.reconnects == 0 and cam.state == "closed"
     assert cam.lag_s is not None and cam.lag_s < 10 * CADENCE_S
+
+
+def _arrival(cam: str, pts: float, posted: float) -> Arrival:
+    return Arrival(Frame(cam, pts, datetime.now(UTC), np.zeros((4, 4, 3), np.uint8)), due=time.time(), posted=posted)
+
+
+def test_board_newest_frame_wins_skips_are_counted_and_cameras_take_turns():
+    board = FrameBoard()
+    for t, (cam, pts) in enumerate([("a", 1.0), ("b", 1.0), ("a", 2.0), ("a", 3.0), ("c", 1.0), ("b", 2.0)]):
+        board.put(_arrival(cam, pts, posted=float(t)))
+    assert {c: board.skips_of(c) for c in "abc"} == {"a": 2, "b": 1, "c": 0}
+    # a and b have waited longest (since t=0 and t=1, however often their frames were replaced)
+    first = board.take(2, timeout=0)
+    assert [(a.frame.camera_id, a.frame.pts) for a in first] == [("a", 3.0), ("b", 2.0)]
+    assert [(a.frame.camera_id, a.frame.pts) for a in board.take(2, timeout=0)] == [("c", 1.0)]
+    assert board.take(2, timeout=0.01) == []
+
+
+def test_board_waits_for_the_detector_when_every_frame_must_be_analysed():
+    board, stop, done = FrameBoard(), threading.Event(), threading.Event()
+    board.put(_arrival("a", 1.0, 0.0), wait_taken=stop)
+
+    def second() -> None:
+        board.put(_arrival("a", 2.0, 1.0), wait_taken=stop)
+        done.set()
+
+    threading.Thread(target=second, daemon=True).start()
+    assert not done.wait(0.3), "the second frame must wait until the first is taken"
+    assert [a.frame.pts for a in board.take(4, timeout=0)] == [1.0]
+    assert done.wait(2) and [a.frame.pts for a in board.take(4, timeout=1)] == [2.0]
+    assert board.skips_of("a") == 0
 
 
 # -- `citypatrol run` as a process ------------------------------------------------------------------
