@@ -56,12 +56,13 @@ async def events(
 
 async def _changes(request: Request, state: AppState, cursor: datetime) -> AsyncIterator[str]:
     started = last_sent = time.monotonic()
+    floor = cursor  # nothing from before the point asked for, overlap or not
     sent: dict[str, datetime] = {}  # case id -> change time already sent
     yield "retry: 3000\n\n"
     while time.monotonic() - started < state.stream_max_s:
         if await request.is_disconnected():
             return
-        rows = await run_in_threadpool(state.review.changed_since, cursor - OVERLAP)
+        rows = await run_in_threadpool(state.review.changed_since, max(floor, cursor - OVERLAP))
         fresh = [(cid, at) for cid, at in rows if sent.get(cid) != at]
         if fresh:
             names = await run_in_threadpool(camera_names, state)
