@@ -26,6 +26,7 @@ from citypatrol.pipeline.analyzer import Analyzer
 from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.outputs import DetectionLog, SampleFrames
 from citypatrol.pipeline.recorder import CaseRecorder, ClipSource
+from citypatrol.pipeline.review_policy import ReviewPolicy
 from citypatrol.pipeline.store import Store, open_store
 from citypatrol.pipeline.store_records import CaseRecord
 from citypatrol.streams.frame import Frame
@@ -113,7 +114,8 @@ def run_batch(
     analyzer = Analyzer(config, detector.classes)
     for line in analyzer.describe_rules():
         log.info("rule %s", line)
-    recorder = CaseRecorder(store, config, evidence_dir, cameras)
+    # with dispatch on, the review policy decides each new case (auto-submit → outbox, or hold for review)
+    recorder = CaseRecorder(store, config, evidence_dir, cameras, policy=ReviewPolicy(config.review) if config.dispatch.enabled else None)
     dlog = DetectionLog(out_dir / "detections.jsonl")
     samples = SampleFrames(out_dir / "frames", every_s=sample_every_s)
     outcomes = {c.id: CameraOutcome(c.id, Path(c.source).name) for c in cameras}

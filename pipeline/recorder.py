@@ -3,6 +3,11 @@
 Store writes happen in the caller's thread (they are small and must be ordered); evidence
 rendering (annotated frame, crop, clip) runs on a worker thread, and a failure there is logged and
 counted without stopping detection or the store.
+
+With a review `policy`, each new (or reopened) case is decided at once: auto-submitted (approved,
+with its outbox message) or held for review (pending_review); the status change and the message
+are written in the same transaction as the case. Without one, cases stay `detected` as before.
+A builder expiry that the stored status no longer allows is logged and skipped.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import numpy as np
 from citypatrol.annotate.evidence import EvidenceFile, write_case_images, write_clip_from_file, write_clip_from_frames
 from citypatrol.pipeline.analyzer import FrameResult
 from citypatrol.pipeline.casebuilder import CaseChange, ChangeKind
+from citypatrol.pipeline.case_states import InvalidTransition
 from citypatrol.pipeline.config import Camera, Config
+from citypatrol.pipeline.review_policy import ReviewPolicy
 from citypatrol.pipeline.store import Store
-from citypatrol.pipeline.types import Case, CaseStatus
+from citypatrol.pipeline.types import Case, CaseStatus, Event
 
 log = logging.getLogger("citypatrol.recorder")
 
@@ -38,8 +45,10 @@ class ClipSource:
 
 
 class CaseRecorder:
-    def __init__(self, store: Store, config: Config, evidence_dir: Path, cameras: Sequence[Camera]) -> None:
+    def __init__(self, store: Store, config: Config, evidence_dir: Path, cameras: Sequence[Camera],
+                 policy: ReviewPolicy | None = None) -> None:
         self.store = store
+        self.policy = policy
         self.config = config
         self.evidence_dir = evidence_dir
         self.cameras = {c.id: c for c in cameras}
@@ -61,7 +70,12 @@ class CaseRecorder:
         case, event = change.case, change.event
         if change.kind is ChangeKind.opened:
             cam = self.cameras.get(case.camera_id)
-            self.store.open_case(case, event, codes=self.config.codes[case.category], location=cam.location if cam else None)
+            message = None
+            if self.policy is not None:
+                # the policy's decision (and its outbox message) go in with the new case, one transaction
+                case, message, _ = self.policy.apply(case, at=case.opened_at, dwell_s=_dwell(event))
+            self.store.open_case(case, event, codes=self.config.codes[case.category], location=cam.location if cam else None,
+                                 outbox=message)
             self.opened += 1
         elif change.kind is ChangeKind.attached and event is not None:
             self.store.attach_sighting(case.case_id, event)
@@ -70,9 +84,26 @@ class CaseRecorder:
             self.store.set_status(case.case_id, CaseStatus.reopened, at=last.at, actor=last.actor, reason=last.reason)
             if event is not None:
                 self.store.attach_sighting(case.case_id, event)
+            if self.policy is not None:
+                self._decide_reopened(change)
         elif change.kind is ChangeKind.expired:
             last = case.history[-1]
-            self.store.set_status(case.case_id, CaseStatus.expired, at=last.at, actor=last.actor, reason=last.reason)
+            try:
+                self.store.set_status(case.case_id, CaseStatus.expired, at=last.at, actor=last.actor, reason=last.reason)
+            except InvalidTransition as exc:  # a reviewer or the dispatch system moved the case meanwhile
+                log.warning("%s; keeping the stored status", exc)
+
+    def _decide_reopened(self, change: CaseChange) -> None:
+        """A case the builder reopened is decided again (auto-submit or hold), like a new one."""
+        stored = self.store.get_case(change.case.case_id).case
+        decided, message, decision = self.policy.apply(stored, at=change.case.last_seen_at, dwell_s=_dwell(change.event))
+        if decided is stored:
+            return  # the stored status (e.g. dispatched meanwhile) is not one the policy decides from
+        try:
+            self.store.set_status(stored.case_id, decision.status, at=decided.history[-1].at, actor=decided.history[-1].actor,
+                                  reason=decision.reason, outbox=message)
+        except InvalidTransition as exc:  # moved on between the read and the write
+            log.warning("%s; keeping the stored status", exc)
 
     def _evidence(self, case: Case, image: np.ndarray, clip: ClipSource | None, kind: ChangeKind) -> None:
         try:
@@ -113,3 +144,8 @@ class CaseRecorder:
     def close(self) -> None:
         self.flush()
         self._pool.shutdown(wait=True)
+
+
+def _dwell(event: Event | None) -> float:
+    """How long the problem had persisted when its rule fired (stream seconds)."""
+    return max(0.0, event.pts - event.since_pts) if event is not None else 0.0
