@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from fixtures_streams import free_port, h264_clip, rtsp_server_factory  # noqa: F401
+from fixtures_streams import free_port, rtsp_server_factory  # noqa: F401
 from footage import PARKED_BAYS, PARKED_CARS, PARKING, frame_at
 
 from citypatrol.models.detector import load_detectors
