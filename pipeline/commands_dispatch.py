@@ -14,6 +14,7 @@ import sys
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import typer
@@ -21,6 +22,9 @@ from rich.console import Console
 
 from citypatrol.pipeline.config import Config
 from citypatrol.pipeline.configfile import load_config
+
+if TYPE_CHECKING:
+    from citypatrol.pipeline.store import Store
 
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 140)
@@ -31,7 +35,7 @@ CONFIG = typer.Option(None, "--config", "-c", help="Config file (dispatch, revie
 DB = typer.Option(None, "--db", help="Database URL; default: storage.database_url of the config.")
 
 
-def _setup(config: Path | None, db: str | None, verbose: bool = False) -> tuple[Config, object]:
+def _setup(config: Path | None, db: str | None, verbose: bool = False) -> tuple[Config, Store]:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from citypatrol.pipeline.store import open_store
     from citypatrol.pipeline.store_records import StoreError
@@ -88,7 +92,7 @@ def run(
               f"retrying {total.retried}, dead-letter {total.dead}, waiting for evidence {total.postponed}")
 
 
-def _serve_callbacks(store, cfg: Config, stop: threading.Event) -> threading.Thread:
+def _serve_callbacks(store: Store, cfg: Config, stop: threading.Event) -> threading.Thread:
     import uvicorn
 
     from citypatrol.api.routes_dispatch import FULL_PATH, create_callback_app
@@ -110,7 +114,7 @@ def _serve_callbacks(store, cfg: Config, stop: threading.Event) -> threading.Thr
     return t
 
 
-def _verify_loop(store, cfg: Config, evidence_dir: Path, stop: threading.Event) -> threading.Thread:
+def _verify_loop(store: Store, cfg: Config, evidence_dir: Path, stop: threading.Event) -> threading.Thread:
     from citypatrol.models.detector import load_detectors
     from citypatrol.pipeline.verify import Verifier
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from citypatrol.pipeline import dispatch_message as dm, sla, store_outbox as ob
-from citypatrol.pipeline.config import Config
+from citypatrol.pipeline.config import Category, Config
 from citypatrol.pipeline.dispatch_base import Adapter, Delivery, Outcome
 from citypatrol.pipeline.store import Store
 from citypatrol.pipeline.store_records import CaseNotFound, OutboxRecord
@@ -130,7 +130,7 @@ class Dispatcher:
             outcome = Outcome.failed(f"{self.adapter.name} adapter error: {type(exc).__name__}: {exc}")
         self._record(m, record.case.category, outcome, stats)
 
-    def _record(self, m: OutboxRecord, category, outcome: Outcome, stats: RoundStats) -> None:
+    def _record(self, m: OutboxRecord, category: Category, outcome: Outcome, stats: RoundStats) -> None:
         d = self.config.dispatch
         now = self.clock()
         where = f"case {m.case_id} {m.kind} (attempt {m.attempts}/{d.max_attempts})"

@@ -34,7 +34,7 @@ from citypatrol.pipeline import dispatch_message as dm
 from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.store import Store
 from citypatrol.pipeline.store_records import CaseRecord, EvidenceKind, OutboxMessage
-from citypatrol.pipeline.types import CaseStatus
+from citypatrol.pipeline.types import Box, Case, CaseStatus
 from citypatrol.pipeline.verify_judge import Cue, Judge, Verdict, cues
 from citypatrol.streams.open import open_source
 from citypatrol.streams.source import SourceError
@@ -173,7 +173,8 @@ class Verifier:
         self.store.add_evidence(record.case_id, EvidenceKind.before, rel, frames[0].sha256, frames[0].size)
         return [rel]
 
-    def _image(self, image: np.ndarray, case, folder: str, name: str, kind: EvidenceKind, at: datetime, *, box=None) -> str:
+    def _image(self, image: np.ndarray, case: Case, folder: str, name: str, kind: EvidenceKind, at: datetime, *,
+               box: Box | None = None) -> str:
         cam = self.cameras.get(case.camera_id)
         annotated = render_annotated(image, box or case.box, case.category, case.score,
                                      camera_name=(cam.name or cam.id) if cam else case.camera_id,

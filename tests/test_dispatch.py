@@ -30,7 +30,7 @@ from citypatrol.pipeline.signing import verify
 from citypatrol.pipeline.store_records import OutboxMessage, OutboxStatus
 from citypatrol.pipeline.types import CaseStatus, Event, Transition
 from citypatrol.streams.frame import Frame
-from tests.fixtures_dispatch import SECRET, T0, db_url, dispatch_config, make_case, open_submitted, pg_admin, sim, store, wait_for  # noqa: F401
+from tests.fixtures_dispatch import SECRET, T0, db_url, dispatch_config, make_case, open_submitted, pg_admin, sim, store  # noqa: F401
 
 
 def drain(dispatcher: Dispatcher, until, timeout: float = 20.0) -> None:
