@@ -18,7 +18,7 @@ id for a first submission). Then, per outcome:
 A crash between claiming and recording the outcome leaves the message pending: it is claimed again
 when its lease ends and resent; the receiver answers 409 (or finds the key) and it is marked sent.
 A new case waits up to `dispatch.evidence_wait_s` for its evidence images before it goes without.
-`run` loops until stopped, and marks overdue cases (SLA) as it goes.
+`run` loops until stopped, marks overdue cases (SLA) and forgets callback receipts past their window as it goes.
 """
 
 from __future__ import annotations
@@ -170,8 +170,11 @@ class Dispatcher:
         while not stop.is_set():
             if time.monotonic() - last_sla >= sla_every_s:
                 last_sla = time.monotonic()
-                for case_id in ob.mark_overdue(self.store, now=self.clock()):
+                now = self.clock()
+                for case_id in ob.mark_overdue(self.store, now=now):
                     log.warning("case %s is overdue (past its handling deadline)", case_id)
+                # receipts older than the timestamp window cannot be replayed any more
+                ob.prune_receipts(self.store, before=now - timedelta(seconds=2 * self.config.dispatch.callback_window_s))
             r = self.run_once()
             for k in vars(total):
                 setattr(total, k, getattr(total, k) + getattr(r, k))

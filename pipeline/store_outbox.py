@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, delete, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from citypatrol.pipeline import case_states, store_writes as w
@@ -221,10 +221,8 @@ def record_callback(store: Store, *, callback_id: str, case_id: str, reported: s
 def prune_receipts(store: Store, *, before: datetime) -> int:
     """Forget callback receipts older than `before` (beyond the timestamp window they cannot replay)."""
     with transaction(store) as s:
-        rows = s.execute(select(CallbackReceiptRow.callback_id).where(CallbackReceiptRow.received_at < as_utc(before))).all()
-        for (cid,) in rows:
-            s.delete(s.get(CallbackReceiptRow, cid))
-        return len(rows)
+        gone = s.execute(delete(CallbackReceiptRow).where(CallbackReceiptRow.received_at < as_utc(before)).returning(CallbackReceiptRow.callback_id))
+        return len(gone.all())
 
 
 # -- deadlines ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -81,6 +82,8 @@ def test_signed_callbacks_move_the_case(loop):
     assert sim.callback("cb-1", "overdue").json()["result"] == "applied"
     d = ob.deadlines(store)["cb-1"]
     assert d.overdue_at is not None and d.overdue_source == "dispatch"
+    assert ob.prune_receipts(store, before=datetime.now(UTC) - timedelta(hours=1)) == 0
+    assert ob.prune_receipts(store, before=datetime.now(UTC) + timedelta(seconds=1)) == 3
 
 
 def test_bad_signature_stale_timestamp_replay_and_unknown_case_are_refused_and_logged(loop, caplog):
