@@ -44,6 +44,7 @@ def serve(
     import uvicorn
 
     from citypatrol.api.app import create_app
+    from citypatrol.api.health import StatusFileHealth
     from citypatrol.pipeline.store_users import UserStore
 
     cfg, store = _open(config, db)
@@ -53,7 +54,7 @@ def serve(
     if not UserStore(store.engine).users():
         console.print("[yellow]no users yet: add one with[/yellow] citypatrol users add NAME --role admin"
                       + (f" --db {store.url}" if db else ""), highlight=False)
-    app = create_app(cfg, store, evidence_dir)
+    app = create_app(cfg, store, evidence_dir, health=StatusFileHealth(cfg.live.status_file))
     h, p = host or cfg.api.host, port or cfg.api.port
     console.print(f"citypatrol review center on http://{h}:{p}/  (database {store.url}, evidence {evidence_dir})", highlight=False)
     try:
@@ -130,3 +131,21 @@ def users_token(
         store.close()
     console.print(f"✓ token {token.id} '{token.name}' ({token.role.value}); it is shown only now:", highlight=False)
     print(secret)
+
+
+def demo_login(db_url: str, username: str = "demo") -> str:
+    """Give the demo's store a reviewer `username` with a fresh random password; returns the password
+    (printed once by `citypatrol demo`; run the demo again for a new one)."""
+    import secrets
+
+    from citypatrol.pipeline.store import open_store
+    from citypatrol.pipeline.store_users import UserStore
+
+    password = secrets.token_urlsafe(12)
+    with open_store(db_url) as store:
+        users = UserStore(store.engine)
+        if users.user(username) is None:
+            users.add_user(username, password, "reviewer", actor="demo")
+        else:
+            users.set_password(username, password, actor="demo")
+    return password

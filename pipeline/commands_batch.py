@@ -147,3 +147,10 @@ def demo(out: Path = typer.Option(Path("demo_out"), "--out", "-o")) -> None:
     print_summary(ev.batch)
     out_console.print()
     print_evaluation(ev)
+    from citypatrol.api.commands import demo_login
+
+    password = demo_login(ev.batch.database_url)
+    db = f"sqlite:///{out / 'citypatrol.db'}" if ev.batch.database_url.endswith("/citypatrol.db") else ev.batch.database_url
+    out_console.print("\nreview the cases in the browser (review center):", highlight=False)
+    out_console.print(f"  citypatrol serve --db {db} --evidence {out / 'evidence'}", highlight=False, soft_wrap=True)
+    out_console.print(f"  then open http://127.0.0.1:8080/ and sign in as demo / {password}  (shown once)", highlight=False)

@@ -17,7 +17,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -314,7 +314,7 @@ class ReviewStore:
         per_day: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for c in cases:
             per_day[as_utc(c.opened_at).astimezone(tz).date().isoformat()][c.category] += 1
-        days = sorted(per_day)[-max_days:]
+        days = _day_range(sorted(per_day), max_days)
 
         last_decision: dict[str, AuditRow] = {}
         first_decision: dict[str, datetime] = {}
@@ -348,6 +348,15 @@ class ReviewStore:
             "time_to_close": hours([(c, max(h, 0.0)) for c, h in close_pairs]),
             "time_to_decision": hours([(c, max(h, 0.0)) for c, h in decide_pairs]),
         }
+
+
+def _day_range(days: list[str], max_days: int) -> list[str]:
+    """Every day from the first to the last with cases (days without any count too), the last `max_days` of them."""
+    if not days:
+        return []
+    first, last = date.fromisoformat(days[0]), date.fromisoformat(days[-1])
+    first = max(first, last - timedelta(days=max_days - 1))
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
 def _count_by(values) -> dict[str, int]:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -101,8 +102,9 @@ def evidence_set(tmp_path_factory) -> tuple[Path, dict[str, list[tuple[str, str,
             frames[key] = frame_at(Path(cam.source), s.at_s)
         zone = next(z for z in cam.zones if z.id == s.zone)
         folder = root / s.case_id
+        opened = (datetime.now(UTC) - timedelta(hours=s.hours_ago)).astimezone(ZoneInfo("Asia/Shanghai"))
         made = list(write_case_images(folder, "frame", frames[key], s.box, s.category, 0.81, camera_name=cam.name,
-                                      local_time=datetime(2025, 5, 1, 9, 30), polygons=[zone.polygon],
+                                      local_time=opened, polygons=[zone.polygon],
                                       zone_names=[zone.name], detail=s.detail))
         if s.clip:
             made.append(write_clip_from_file(cam.source, max(0.0, s.at_s - 1.0), s.at_s + 1.0, folder / "clip.mp4", max_side=640))
@@ -204,7 +206,7 @@ class ApiServer:
 
 
 def start_api(db: str, evidence: tuple[Path, dict], *, seed: bool = True, limiter: LoginLimiter | None = None,
-              stream_max_s: float = 600.0) -> tuple[ApiServer, LiveServer]:
+              stream_max_s: float = 600.0, health=None) -> tuple[ApiServer, LiveServer]:  # noqa: ANN001
     root, files = evidence
     config = api_config()
     store = open_store(db)
@@ -219,7 +221,7 @@ def start_api(db: str, evidence: tuple[Path, dict], *, seed: bool = True, limite
     for role in Role:
         users.add_user(role.value, PASSWORD[role.value], role, actor="test")
         api.tokens[role.value] = users.create_token(f"{role.value}-machine", role, actor="test")[0]
-    server = LiveServer(create_app(config, store, root, limiter=limiter, stream_max_s=stream_max_s)).start()
+    server = LiveServer(create_app(config, store, root, limiter=limiter, stream_max_s=stream_max_s, health=health)).start()
     api.url = server.url
     return api, server
 

@@ -254,3 +254,38 @@ def test_models_and_health(api_server):
     page = httpx.get(f"{api_server.url}/login")
     assert page.status_code == 200 and "城市巡查" in page.text and "x-frame-options" in page.headers
     assert "http://" not in page.text and "https://" not in page.text  # nothing from other origins
+
+
+def test_camera_health_comes_from_the_live_runners_status_file(tmp_path, evidence_set):
+    from citypatrol.api.health import StatusFileHealth
+    from citypatrol.pipeline.live_status import CameraStatus, LiveStatus, write_status
+    from tests.fixtures_api import start_api
+
+    path = tmp_path / "citypatrol-status.json"
+    api, server = start_api(f"sqlite:///{tmp_path / 'h.db'}", evidence_set, health=StatusFileHealth(path))
+    try:
+        c = api.client("reviewer")
+
+        def health() -> dict[str, dict]:
+            return {cam["id"]: cam["health"] for cam in c.get("/api/v1/cameras").json()}
+
+        assert health()["london"] == {"status": "unknown", "detail": {"reason": "no live runner status file"}}
+        now = datetime.now(UTC).isoformat()
+        write_status(path, LiveStatus(state="running", pid=1, started_at=now, updated_at=now, cameras=(
+            CameraStatus("london", "london", "rtsp://cam/1", "running", analysed_fps=0.5, last_frame_age_s=1.2),
+            CameraStatus("parking_lot", "p", "rtsp://cam/2", "offline", last_error="connection refused"),
+            CameraStatus("pedestrian", "p", "rtsp://cam/3", "failed", last_error="gave up"),
+        )))
+        time.sleep(2.1)  # the file is read at most every 2 s
+        h = health()
+        assert h["london"]["status"] == "ok" and h["london"]["detail"]["analysed_fps"] == 0.5
+        assert h["parking_lot"]["status"] == "degraded" and h["parking_lot"]["detail"]["last_error"] == "connection refused"
+        assert h["pedestrian"]["status"] == "down"
+        assert h["intersection"] == {"status": "unknown", "detail": {"reason": "not watched by the running citypatrol run"}}
+        old = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+        write_status(path, LiveStatus(state="running", pid=1, started_at=old, updated_at=old))
+        time.sleep(2.1)
+        assert health()["london"]["detail"]["reason"] == "the live runner is not reporting"
+    finally:
+        server.stop()
+        api.store.close()

@@ -237,3 +237,16 @@ def test_users_add_takes_the_password_from_env_or_stdin_never_argv(tmp_path):
         assert users.verify("zhang", "a good long passwor") is None
         with pytest.raises(UserError, match="exists"):
             users.add_user("zhang", "a good long password", "reviewer", actor="test")
+
+
+def test_demo_login_is_a_reviewer_with_a_fresh_password_each_time(tmp_path):
+    from citypatrol.api.commands import demo_login
+    from citypatrol.pipeline.store import open_store
+
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    first, second = demo_login(db), demo_login(db)
+    assert first != second and len(second) >= 12
+    with open_store(db) as store:
+        users = UserStore(store.engine)
+        assert users.verify("demo", first) is None
+        assert users.verify("demo", second).role is Role.reviewer

@@ -11,7 +11,8 @@
       h("div", { class: "cam-snap" },
         cam.snapshot_url ? h("img", { src: cam.snapshot_url, alt: cam.name, loading: "lazy" })
           : h("p", { class: "muted", text: t("cameras.nosnap") }),
-        h("span", { class: "health " + health, text: t("health." + health) })),
+        h("span", { class: "health " + health, text: t("health." + health),
+          title: cam.health.detail.reason || cam.health.detail.last_error || cam.health.detail.state || "" })),
       h("div", { class: "cam-body" },
         h("h3", { text: cam.name }),
         h("p", { class: "muted", text: [cam.id, cam.location.address, cam.location.district].filter(Boolean).join(" · ") }),

@@ -56,14 +56,14 @@ function h(tag, attrs = {}, ...children) {
     else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
 }
 
-const LOCALE = BOOT.lang === "en" ? "en-GB" : "zh-CN";
+const LOCALE = BOOT.lang === "en" ? "en-CA" : "zh-CN"; // en-CA: 2026-11-25, 17:11 (year first, 24 h)
 const TIME_FMT = new Intl.DateTimeFormat(LOCALE, {
   timeZone: BOOT.timezone, year: "numeric", month: "2-digit", day: "2-digit",
   hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,

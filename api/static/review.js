@@ -46,7 +46,8 @@
       h("div", { class: "qtext" },
         h("div", { class: "qcat" }, h("span", { class: "dot", "data-color": cat.color }), cat.label,
           c.isNew ? h("span", { class: "tag-new", text: t("queue.new") }) : null),
-        h("div", { class: "qmeta", text: c.camera_name + " · " + fmtShort(c.opened_at) }),
+        h("div", { class: "qmeta", text: c.camera_name }),
+        h("div", { class: "qmeta", text: fmtShort(c.opened_at) + (c.location.district ? " · " + c.location.district : "") }),
       ));
     }));
     for (const dot of els.list.querySelectorAll(".dot")) dot.style.background = dot.dataset.color;

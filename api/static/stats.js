@@ -40,6 +40,7 @@
           h("title", { text: d.day + " " + category(c).label + ": " + n })));
         acc += n;
       }
+      if (acc) parts.push(h("text", { x: x + bw / 2, y: y(acc) - 4, "text-anchor": "middle", class: "value", text: String(acc) }));
       if (i % every === 0) parts.push(h("text", { x: x + bw / 2, y: H - bottom + 16, "text-anchor": "middle", class: "axis", text: d.day.slice(5) }));
     });
     return svg(W, H, ...parts);

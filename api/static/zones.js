@@ -150,7 +150,7 @@
         h("label", {}, t("zones.id"), field("id", z.id, { pattern: "[A-Za-z0-9_.\\-]{1,64}", maxlength: 64 })),
         h("label", {}, t("zones.name"), field("name", z.name || "", { maxlength: 200 })),
         h("label", {}, t("zones.kind"), kind),
-        h("p", { class: "muted", text: z.polygon.length + " pts" }),
+        h("p", { class: "muted", text: z.polygon.length + " " + t("zones.points") }),
         isAdmin ? h("button", { type: "button", class: "bad small", text: t("zones.delete"),
           onclick: (ev) => { ev.stopPropagation(); zones.splice(i, 1); selected = -1; setDirty(true); renderList(); draw(); } }) : null);
     }));
