@@ -90,8 +90,16 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _overlap(a: Box, b: Box) -> bool:
-    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+def _overlap(a: Box, b: Box, min_share: float = 0.3) -> bool:
+    """One box mostly covers the other (intersection ≥ `min_share` of the smaller box).
+
+    A car that shuffled in its spot, or a box cut short by an occlusion, still joins its case;
+    a neighbour parked beside it, whose box only touches, does not.
+    """
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return smaller > 0 and iw * ih >= min_share * smaller
 
 
 class CaseBuilder:

@@ -133,16 +133,18 @@ def score_video(
     for case in sorted(cases, key=lambda c: c.opened_pts):
         best: int | None = None
         reason = "no problem of this category at this place"
+        duplicate = False
         for i, item in enumerate(truth.problems):
             if item.category != case.category or not boxes_match(case.box, item.box):
                 continue
             earliest = item.start_s + dwell_s.get(item.category, 0.0) - tolerance_s
             latest = (item.end_s if item.end_s is not None else float("inf")) + tolerance_s
             if not (earliest <= case.opened_pts <= latest):
-                reason = f"opened at {case.opened_pts:.1f} s, outside {max(earliest, 0):.1f}–{latest:.1f} s"
+                if not duplicate:
+                    reason = f"opened at {case.opened_pts:.1f} s, outside {max(earliest, 0):.1f}–{latest:.1f} s"
                 continue
             if i in taken:
-                reason = "duplicate: another case already matched this problem"
+                reason, duplicate = "duplicate: another case already matched this problem", True
                 if item.optional:
                     best = i
                 continue

@@ -7,7 +7,8 @@ counted without stopping detection or the store.
 With a review `policy`, each new (or reopened) case is decided at once: auto-submitted (approved,
 with its outbox message) or held for review (pending_review); the status change and the message
 are written in the same transaction as the case. Without one, cases stay `detected` as before.
-A builder expiry that the stored status no longer allows is logged and skipped.
+A builder expiry or reopen that the stored status no longer allows (a reviewer or the dispatch
+system moved the case meanwhile) is logged and skipped.
 """
 
 from __future__ import annotations
@@ -67,31 +68,19 @@ class CaseRecorder:
                 self._pending.append(self._pool.submit(self._evidence, change.case, image, clip, change.kind))
 
     def _persist(self, change: CaseChange) -> None:
-        case, event = change.case, change.event
-        if change.kind is ChangeKind.opened:
-            cam = self.cameras.get(case.camera_id)
-            message = None
-            if self.policy is not None:
-                # the policy's decision (and its outbox message) go in with the new case, one transaction
-                case, message, _ = self.policy.apply(case, at=case.opened_at, dwell_s=_dwell(event))
-            self.store.open_case(case, event, codes=self.config.codes[case.category], location=cam.location if cam else None,
-                                 outbox=message)
+        case = change.case
+        cam = self.cameras.get(case.camera_id)
+        codes, location = self.config.codes[case.category], cam.location if cam else None
+        if self.policy is not None and change.kind is ChangeKind.opened:
+            # the policy's decision (and its outbox message) go in with the new case, one transaction
+            decided, message, _ = self.policy.apply(case, at=case.opened_at, dwell_s=_dwell(change.event))
+            opened = self.store.open_case(decided, change.event, codes=codes, location=location, outbox=message)
+        else:
+            opened = self.store.apply_change(change, codes=codes, location=location)
+        if opened and change.kind is ChangeKind.opened:
             self.opened += 1
-        elif change.kind is ChangeKind.attached and event is not None:
-            self.store.attach_sighting(case.case_id, event)
-        elif change.kind is ChangeKind.reopened:
-            last = case.history[-1]
-            self.store.set_status(case.case_id, CaseStatus.reopened, at=last.at, actor=last.actor, reason=last.reason)
-            if event is not None:
-                self.store.attach_sighting(case.case_id, event)
-            if self.policy is not None:
-                self._decide_reopened(change)
-        elif change.kind is ChangeKind.expired:
-            last = case.history[-1]
-            try:
-                self.store.set_status(case.case_id, CaseStatus.expired, at=last.at, actor=last.actor, reason=last.reason)
-            except InvalidTransition as exc:  # a reviewer or the dispatch system moved the case meanwhile
-                log.warning("%s; keeping the stored status", exc)
+        if self.policy is not None and change.kind is ChangeKind.reopened:
+            self._decide_reopened(change)
 
     def _decide_reopened(self, change: CaseChange) -> None:
         """A case the builder reopened is decided again (auto-submit or hold), like a new one."""

@@ -210,3 +210,27 @@ def test_car_returns_after_expiry_reopens_case() -> None:
     run = simulate(CAM, frames, [IllegalParkingRule()], cases=CFG)
     assert run.kinds() == ["opened", "attached", "expired", "reopened"]
     assert len({c.case.case_id for c in run.changes}) == 1
+
+
+def test_neighbours_in_one_big_zone_are_separate_cases() -> None:
+    """Two cars side by side in one zone, boxes touching by a sliver (PKLot spaces 6 and 16)."""
+    from citypatrol.pipeline.casebuilder import CaseBuilder, ChangeKind
+    from citypatrol.pipeline.config import CasesConfig
+    from datetime import UTC, datetime, timedelta
+
+    from citypatrol.pipeline.config import Category
+    from citypatrol.pipeline.types import Event
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def ev(box, pts):
+        return Event(camera_id="lot", category=Category.illegal_parking, box=box, zone_id="lot", pts=pts,
+                     wall=t0 + timedelta(seconds=pts), since_pts=pts - 600, score=0.7)
+
+    b = CaseBuilder(CasesConfig(match_iou=0.3, grace_s=3600))
+    first = b.add(ev((0.295, 0.286, 0.373, 0.360), 2401))
+    second = b.add(ev((0.363, 0.242, 0.439, 0.309), 3001))
+    assert first.kind is ChangeKind.opened and second.kind is ChangeKind.opened
+    assert first.case.case_id != second.case.case_id
+    shuffled = b.add(ev((0.300, 0.290, 0.380, 0.366), 3002))  # the first car, box a little off
+    assert shuffled.kind is ChangeKind.attached and shuffled.case.case_id == first.case.case_id
