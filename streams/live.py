@@ -3,7 +3,8 @@
 State machine: opening → running ⇄ offline (lost, retrying with backoff) → failed (gave up) or
 closed. The reader thread decodes continuously and keeps only the newest sampled frame (a
 buffer of one): a slow consumer gets the present, never a queue of the past, and each frame
-it missed is counted in `skipped_stale`.
+it missed is counted in `skipped_stale`. Packets are regrouped into whole pictures before decoding
+(`access_units`): many cameras send a keyframe as one packet per slice.
 
 Stream time: `pts` = seconds since the source was opened (see `live_clock`): the stream's own
 timestamps within a connection, re-anchored on the elapsed time at each reconnection.
@@ -22,6 +23,7 @@ from fractions import Fraction
 import av
 import av.error
 
+from citypatrol.streams.access_units import whole_pictures
 from citypatrol.streams.backoff import backoff_delay
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.live_clock import LiveClock
@@ -223,7 +225,8 @@ class LiveSource(Source):
         self._clock.new_connection()
         progress = time.monotonic()
         self._set(state=SourceState.running)
-        for packet in container.demux(stream):
+        # One packet per picture: a keyframe split into slice packets is decoded whole.
+        for packet in whole_pictures(container.demux(stream), cc):
             if self._stop.is_set():
                 return
             now = time.monotonic()

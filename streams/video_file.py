@@ -1,8 +1,10 @@
 """One recorded video file through PyAV: open it (or say in plain words why not) and sample it.
 
-This is the only place recorded video meets PyAV. It decides keyframes-only vs decode-and-drop
+This is the only place recorded video is decoded. It decides keyframes-only vs decode-and-drop
 from the keyframe spacing of the first packets, skips packets the decoder rejects, and notices
-a file that ends before its stated duration (a recording cut off mid-write).
+a file that ends before its stated duration (a recording cut off mid-write). Packets are regrouped
+into whole pictures first (`access_units`): camera recordings may split a keyframe into one packet
+per slice.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import av
 import av.error
 import numpy as np
 
+from citypatrol.streams.access_units import whole_pictures
 from citypatrol.streams.sampling import CadenceGate, SamplingMode, choose_sampling, fit_size
 
 log = logging.getLogger("citypatrol.streams")
@@ -140,7 +143,7 @@ class VideoFile:
         stream = self._stream
         tb = stream.time_base or Fraction(1, 90000)
         cc = stream.codec_context
-        packets = self._container.demux(stream)
+        packets = whole_pictures(self._container.demux(stream), cc)  # slices of one picture rejoined
         scanned, keyframes, scanned_until, t0, scan_error = self._scan(packets, tb, window_s=max(3 * gate.cadence_s, 4.0))
         self.mode = choose_sampling(keyframes, scanned_until, gate.cadence_s)
         log.debug("%s: %s (keyframes at %s)", self.path.name, self.mode, keyframes[:6])

@@ -174,10 +174,12 @@ def rtsp_server_factory(tmp_path: Path) -> Iterator[Callable[..., RtspServer]]:
 
 @pytest.fixture(scope="session")
 def h264_clip(sample_video: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """`clip(name, *, seconds=6, gop_s=0.5, width=320, bframes=2) -> Path`: a sample video re-encoded.
+    """`clip(name, *, seconds=6, gop_s=0.5, width=320, bframes=2, slices=1, codec="h264") -> Path`: a sample video re-encoded.
 
     Real footage (`name` as in `sample_video`) cut to `seconds`, scaled to `width`, H.264 with a
-    fixed keyframe interval and B-frames (so the keyframe-latency trap is exercised), no audio.
+    fixed keyframe interval and B-frames (so the keyframe-latency trap is exercised), no audio;
+    `slices` > 1 splits every picture into that many slices, as many IP cameras do;
+    `codec="hevc"` makes H.265 (libx265) with the same settings instead.
     Made once per session with ffmpeg; small enough for fast loopback streaming.
     """
     if not shutil.which("ffmpeg"):
@@ -185,18 +187,29 @@ def h264_clip(sample_video: Callable[[str], Path], tmp_path_factory: pytest.Temp
     out_dir = tmp_path_factory.mktemp("h264_clips")
     made: dict[tuple, Path] = {}
 
-    def clip(name: str, *, seconds: float = 6.0, gop_s: float = 0.5, width: int = 320, bframes: int = 2) -> Path:
-        key = (name, seconds, gop_s, width, bframes)
+    def clip(
+        name: str, *, seconds: float = 6.0, gop_s: float = 0.5, width: int = 320, bframes: int = 2, slices: int = 1,
+        codec: str = "h264",
+    ) -> Path:
+        key = (name, seconds, gop_s, width, bframes, slices, codec)
         if key in made:
             return made[key]
         fps = 25
         gop = max(1, round(gop_s * fps))
-        out = out_dir / f"{name}_{seconds:g}s_gop{gop_s:g}_{width}_b{bframes}.mp4"
-        x264 = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}:b-adapt=0"
+        suffix = "" if codec == "h264" else f"_{codec}"
+        out = out_dir / f"{name}_{seconds:g}s_gop{gop_s:g}_{width}_b{bframes}_s{slices}{suffix}.mp4"
+        params = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}:b-adapt=0"
+        params += f":slices={slices}" if slices > 1 else ""
+        if codec == "hevc":
+            encoders = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+            if "libx265" not in encoders:
+                pytest.skip("ffmpeg has no libx265 encoder")
+            encoder = ["-c:v", "libx265", "-tag:v", "hvc1", "-x265-params", params + ":log-level=error"]
+        else:
+            encoder = ["-c:v", "libx264", "-x264-params", params]
         cmd = [
             "ffmpeg", "-v", "error", "-y", "-i", str(sample_video(name)), "-t", f"{seconds}", "-an",
-            "-vf", f"scale={width}:-2,fps={fps}", "-c:v", "libx264", "-preset", "ultrafast",
-            "-x264-params", x264, "-pix_fmt", "yuv420p", str(out),
+            "-vf", f"scale={width}:-2,fps={fps}", *encoder, "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out),
         ]
         subprocess.run(cmd, check=True, env={**os.environ, "AV_LOG_FORCE_NOCOLOR": "1"})
         made[key] = out
@@ -209,3 +222,70 @@ def h264_clip(sample_video: Callable[[str], Path], tmp_path_factory: pytest.Temp
 def rtsp_server(rtsp_server_factory: Callable[..., RtspServer], h264_clip: Callable[..., Path]) -> RtspServer:
     """One camera, "cam": 6 s of the intersection clip (320 px, 0.5 s GOP, B-frames), looping live."""
     return rtsp_server_factory({"cam": h264_clip("intersection")})
+
+
+def _mp4_units(data: bytes) -> list[bytes]:
+    """The NAL units of an MP4-style (4-byte length-prefixed) H.264/H.265 packet."""
+    units, i = [], 0
+    while i + 4 <= len(data):
+        n = int.from_bytes(data[i : i + 4], "big")
+        units.append(data[i + 4 : i + 4 + n])
+        i += 4 + n
+    return units
+
+
+def _parameter_sets(extradata: bytes, codec: str) -> list[bytes]:
+    """The parameter-set NAL units of an avcC (H.264) or hvcC (H.265) record (ISO/IEC 14496-15)."""
+    sets: list[bytes] = []
+
+    def take(i: int, count: int) -> int:
+        for _ in range(count):
+            n = int.from_bytes(extradata[i : i + 2], "big")
+            sets.append(extradata[i + 2 : i + 2 + n])
+            i += 2 + n
+        return i
+
+    if codec == "hevc":
+        i = 23
+        for _ in range(extradata[22]):  # arrays of VPS, SPS, PPS (and SEI)
+            i = take(i + 3, int.from_bytes(extradata[i + 1 : i + 3], "big"))
+        return sets
+    i = take(6, extradata[5] & 0x1F)  # SPS
+    take(i + 1, extradata[i])  # PPS
+    return sets
+
+
+def _is_keyframe_slice(unit: bytes, codec: str) -> bool:
+    if codec == "hevc":
+        return 16 <= (unit[0] >> 1) & 0x3F <= 21  # IRAP slice segment
+    return unit[0] & 0x1F == 5  # IDR slice
+
+
+def camera_recording(mp4: Path, out: Path) -> Path:
+    """`mp4` (H.264 or H.265) rewritten as an IP camera's MPEG-TS recording, without re-encoding.
+
+    Like cameras (and RTP payloaders) that repeat the parameter sets before every keyframe
+    slice, each keyframe slice gets its own; FFmpeg's parser then splits a multi-slice keyframe
+    into one packet per slice when the file is read (the later ones without a pts).
+    """
+    import av
+
+    with av.open(str(mp4)) as src, av.open(str(out), "w", format="mpegts") as dst:
+        stream = src.streams.video[0]
+        codec = stream.codec_context.name
+        param_sets = _parameter_sets(bytes(stream.codec_context.extradata), codec)
+        out_stream = dst.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.size == 0:
+                continue
+            data = b""
+            for unit in _mp4_units(bytes(packet)):
+                if _is_keyframe_slice(unit, codec):
+                    data += b"".join(b"\0\0\0\1" + ps for ps in param_sets)
+                data += b"\0\0\0\1" + unit
+            copy = av.Packet(data)
+            copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
+            copy.is_keyframe = packet.is_keyframe
+            copy.stream = out_stream
+            dst.mux(copy)
+    return out
