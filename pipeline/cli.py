@@ -13,7 +13,9 @@ from rich.console import Console
 from citypatrol.models.commands import models_app
 from citypatrol.pipeline.configfile import ConfigError, load_config
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="citypatrol: city-management problems found on CCTV, filed as cases.")
+# pretty_exceptions_show_locals=False: a traceback must never print local variables (config, URLs, secrets)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+                  help="citypatrol: city-management problems found on CCTV, filed as cases.")
 config_app = typer.Typer(no_args_is_help=True, help="Check configuration files and write the JSON schema.")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
@@ -76,10 +78,15 @@ def config_schema(out: Path = typer.Option(Path("configs/config.schema.json"), h
 
 
 def main() -> None:
+    from citypatrol.pipeline.store_records import StoreError
+
     try:
         app()
     except ConfigError as exc:
         console.print(str(exc), highlight=False, markup=False)
+        sys.exit(2)
+    except StoreError as exc:  # the case store cannot be opened or written: say so, no traceback
+        console.print(f"cannot use the case store: {exc}", highlight=False, markup=False)
         sys.exit(2)
 
 

@@ -4,6 +4,12 @@ Store writes happen in the caller's thread (they are small and must be ordered);
 rendering (annotated frame, crop, clip) runs on a worker thread, and a failure there is logged and
 counted without stopping detection or the store.
 
+A write that meets an unreachable database (PostgreSQL restarting, SQLite locked past its busy
+timeout) is retried with backoff for up to `retry_s` (default 60 s); every write is idempotent (a
+case id opens once, an event id is stored once, evidence is keyed by case and path), so a retry
+after a commit whose answer was lost changes nothing. Past `retry_s` the write fails with a
+`StoreUnavailable` naming the case and the database (password redacted).
+
 With a review `policy`, each new (or reopened) case is decided at once: auto-submitted (approved,
 with its outbox message) or held for review (pending_review); the status change and the message
 are written in the same transaction as the case. Without one, cases stay `detected` as before.
@@ -14,13 +20,16 @@ system moved the case meanwhile) is logged and skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from citypatrol.annotate.evidence import EvidenceFile, write_case_images, write_clip_from_file, write_clip_from_frames
 from citypatrol.pipeline.analyzer import FrameResult
@@ -29,11 +38,14 @@ from citypatrol.pipeline.case_states import InvalidTransition
 from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.review_policy import ReviewPolicy
 from citypatrol.pipeline.store import Store
+from citypatrol.pipeline.store_records import StoreUnavailable
 from citypatrol.pipeline.types import Case, CaseStatus, Event
 
 log = logging.getLogger("citypatrol.recorder")
 
 _KIND = {"image": "frame", "crop": "crop", "clip": "clip"}
+RETRY_S = 60.0  # how long a store write is retried while the database is unreachable
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,8 @@ class CaseRecorder:
         self._pending: list[Future[None]] = []
         self.evidence_errors = 0
         self.opened = 0
+        self.retry_s = RETRY_S
+        self.store_retries = 0  # writes retried because the database was unreachable
 
     def record(self, result: FrameResult, clip: ClipSource | None = None) -> None:
         for change in result.changes:
@@ -74,9 +88,10 @@ class CaseRecorder:
         if self.policy is not None and change.kind is ChangeKind.opened:
             # the policy's decision (and its outbox message) go in with the new case, one transaction
             decided, message, _ = self.policy.apply(case, at=case.opened_at, dwell_s=_dwell(change.event))
-            opened = self.store.open_case(decided, change.event, codes=codes, location=location, outbox=message)
+            opened = self._retrying(case.case_id, lambda: self.store.open_case(
+                decided, change.event, codes=codes, location=location, outbox=message))
         else:
-            opened = self.store.apply_change(change, codes=codes, location=location)
+            opened = self._retrying(case.case_id, lambda: self.store.apply_change(change, codes=codes, location=location))
         if opened and change.kind is ChangeKind.opened:
             self.opened += 1
         if self.policy is not None and change.kind is ChangeKind.reopened:
@@ -84,13 +99,14 @@ class CaseRecorder:
 
     def _decide_reopened(self, change: CaseChange) -> None:
         """A case the builder reopened is decided again (auto-submit or hold), like a new one."""
-        stored = self.store.get_case(change.case.case_id).case
+        stored = self._retrying(change.case.case_id, lambda: self.store.get_case(change.case.case_id)).case
         decided, message, decision = self.policy.apply(stored, at=change.case.last_seen_at, dwell_s=_dwell(change.event))
         if decided is stored:
             return  # the stored status (e.g. dispatched meanwhile) is not one the policy decides from
         try:
-            self.store.set_status(stored.case_id, decision.status, at=decided.history[-1].at, actor=decided.history[-1].actor,
-                                  reason=decision.reason, outbox=message)
+            self._retrying(stored.case_id, lambda: self.store.set_status(
+                stored.case_id, decision.status, at=decided.history[-1].at, actor=decided.history[-1].actor,
+                reason=decision.reason, outbox=message))
         except InvalidTransition as exc:  # moved on between the read and the write
             log.warning("%s; keeping the stored status", exc)
 
@@ -120,10 +136,38 @@ class CaseRecorder:
                     files.append(write_clip_from_frames(list(clip.frames), clip.fps, out))
             for f in files:
                 rel = f.path.relative_to(self.evidence_dir).as_posix()
-                self.store.add_evidence(case.case_id, _KIND[f.kind], rel, f.sha256, f.bytes)
+                self._retrying(case.case_id, lambda: self.store.add_evidence(case.case_id, _KIND[f.kind], rel, f.sha256, f.bytes))
         except Exception as exc:  # one failing sink never stops another
             self.evidence_errors += 1
             log.error("case %s: evidence could not be written: %s", case.case_id, exc)
+
+    def _retrying(self, case_id: str, write: Callable[[], T]) -> T:
+        """Run one store call; while the database is unreachable, retry it with backoff for up to `retry_s`."""
+        deadline = time.monotonic() + self.retry_s
+        delay = 0.2
+        while True:
+            try:
+                return write()
+            except (DBAPIError, StoreUnavailable) as exc:
+                if not _unreachable(exc):
+                    raise  # a real error (constraint, bad data): retrying cannot fix it
+                detail = self._detail(exc)
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(
+                        f"case {case_id}: the case store at {self.store.url} did not take the write within "
+                        f"{self.retry_s:g} s: {detail}") from None
+                self.store_retries += 1
+                log.warning("case %s: the case store at %s is unreachable (%s); retrying in %.1f s",
+                            case_id, self.store.url, detail, delay)
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
+
+    def _detail(self, exc: BaseException) -> str:
+        """The driver's message on one line, without the database password."""
+        orig = getattr(exc, "orig", None)
+        text = " ".join(str(orig if orig is not None else exc).split())[:300]
+        password = self.store.engine.url.password
+        return text.replace(str(password), "***") if password else text
 
     def flush(self) -> None:
         for fut in self._pending:
@@ -133,6 +177,13 @@ class CaseRecorder:
     def close(self) -> None:
         self.flush()
         self._pool.shutdown(wait=True)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (as opposed to refusing the data)."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError)) or bool(getattr(exc, "connection_invalidated", False))
 
 
 def _dwell(event: Event | None) -> float:
