@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 from citypatrol.annotate.fonts import cjk_font_path
 from citypatrol.annotate.labels import category_label, label_text
 from citypatrol.pipeline.config import Category
+from citypatrol.annotate.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def write_image(image: np.ndarray, out: str | Path, kind: str = "image", quality
     if not ok:
         raise EvidenceError(f"could not encode {out.name} as {ext}")
     data = buf.tobytes()
-    _write_atomic(out, data)
+    write_atomic(out, data)
     return EvidenceFile(kind, out, hashlib.sha256(data).hexdigest(), len(data))
 
 
@@ -334,12 +335,3 @@ def _sha256_file(path: Path) -> tuple[str, int]:
             n += len(chunk)
     return h.hexdigest(), n
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from matplotlib.ticker import MaxNLocator
 from citypatrol.annotate.labels import category_label
 from citypatrol.annotate.timeline import _font_family
 from citypatrol.pipeline.types import CaseStatus, Transition
+from citypatrol.annotate.files import write_atomic
 
 S = CaseStatus
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -176,8 +176,8 @@ def render_period_report(cases: Sequence[PeriodCase], out_dir: Path, *, site: st
     tz = ZoneInfo(timezone)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = period_stats(cases)
-    _write(out_dir / "summary.csv", summary_csv(rows).encode("utf-8-sig"))  # BOM: Excel opens Chinese correctly
-    _write(out_dir / "cases.csv", cases_csv(cases, tz).encode("utf-8-sig"))
+    write_atomic(out_dir / "summary.csv", summary_csv(rows).encode("utf-8-sig"))  # BOM: Excel opens Chinese correctly
+    write_atomic(out_dir / "cases.csv", cases_csv(cases, tz).encode("utf-8-sig"))
     plots = {"outcomes": _plot_outcomes([r for r in rows if r.group_by == "category"], out_dir / "outcomes.png"),
              "daily": _plot_daily(cases, tz, out_dir / "daily.png")}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]),
@@ -189,7 +189,7 @@ def render_period_report(cases: Sequence[PeriodCase], out_dir: Path, *, site: st
         counts=COUNTS, plots={k: (v.name if v else None) for k, v in plots.items()}, fmt_s=_duration, pct=_pct,
     )
     path = out_dir / "period_report.html"
-    _write(path, html.encode("utf-8"))
+    write_atomic(path, html.encode("utf-8"))
     return path
 
 
@@ -261,11 +261,3 @@ def _pct(v: float | None) -> str:
 def _fmt(t: datetime, tz: ZoneInfo) -> str:
     return t.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -28,6 +27,7 @@ import jinja2
 from citypatrol.annotate.fonts import cjk_font_path
 from citypatrol.annotate.labels import LABELS, category_label
 from citypatrol.annotate.timeline import plot_timeline
+from citypatrol.annotate.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def write_cases_json(cases: Iterable[ReportCase | Mapping[str, Any]], path: str 
     path = Path(path)
     rows = [_case_dict(_coerce(c)) for c in cases]
     data = json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
-    _write_atomic(path, data.encode("utf-8"))
+    write_atomic(path, data.encode("utf-8"))
     return path
 
 
@@ -123,7 +123,7 @@ def render_report(
         cards=cards,
     )
     out = out_dir / filename
-    _write_atomic(out, html.encode("utf-8"))
+    write_atomic(out, html.encode("utf-8"))
     return out
 
 
@@ -242,7 +242,7 @@ def _thumbnail(rel: str, out_dir: Path, case_id: str) -> str:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         return rel
-    _write_atomic(out_dir / thumb, buf.tobytes())
+    write_atomic(out_dir / thumb, buf.tobytes())
     return thumb.as_posix()
 
 
@@ -295,12 +295,3 @@ def _duration(seconds: float) -> str:
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "case"
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
