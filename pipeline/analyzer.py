@@ -45,8 +45,10 @@ class FrameResult:
 class Analyzer:
     """Tracks, rules and case building for many cameras; feed it frames in stream order per camera."""
 
-    def __init__(self, config: Config, model_classes: frozenset[str]) -> None:
+    def __init__(self, config: Config, model_classes: frozenset[str], *, build_cases: bool = True) -> None:
+        """`build_cases=False`: events only, no case changes (a distributed worker; casekeepers build the cases)."""
         self.config = config
+        self.build_cases = build_cases
         self.tz = ZoneInfo(config.site.timezone)
         self.rules: list[Rule]
         self.rules, self.disabled = build_rules(model_classes, config.rules)
@@ -89,6 +91,8 @@ class Analyzer:
         events: list[Event] = []
         for rule in self.rules:
             events.extend(rule.evaluate(ctx))
-        changes = self.builder.add_all(events)
-        changes += self.builder.tick(frame.camera_id, frame.pts, frame.wall)
+        changes: list[CaseChange] = []
+        if self.build_cases:
+            changes = self.builder.add_all(events)
+            changes += self.builder.tick(frame.camera_id, frame.pts, frame.wall)
         return FrameResult(frame, detections, tracks, tuple(events), tuple(changes))

@@ -457,6 +457,73 @@ class LiveConfig(Strict):
     backoff_max_s: float = Field(30, ge=0.1, le=600, description="Live cameras: longest wait between reconnection attempts.")
 
 
+class DistributedConfig(Strict):
+    """Many machines (`citypatrol worker`, `citypatrol casekeeper`, `citypatrol batch-queue`) over Redis.
+
+    Workers claim cameras through leases (expiry = failover) and publish events to Redis Streams;
+    casekeepers, one per shard at a time, build the cases into the store (PostgreSQL). How it all
+    fits: `pipeline/distributed.py`.
+    """
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", min_length=1,
+        description="Redis URL (redis:// or rediss://; a password may come from ${REDIS_PASSWORD}).",
+    )
+    prefix: str = Field(
+        "citypatrol", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of every Redis key and stream of this deployment (several deployments can share one Redis).",
+    )
+    lease_ms: int = Field(
+        10_000, ge=1000, le=600_000,
+        description="A camera or shard whose owner stops renewing for this long is taken over by another process.",
+    )
+    heartbeat_ms: int = Field(
+        2_000, ge=100, le=60_000,
+        description="How often leases are renewed and cameras, shards and segments rebalanced; at most a third of lease_ms.",
+    )
+    shards: int = Field(
+        4, ge=1, le=1024,
+        description="Event streams; a camera's events (by site when it has one) always go to the same shard, "
+        "so one casekeeper applies them in order. Changing it moves cameras between shards: drain first.",
+    )
+    worker_group: str = Field("workers", min_length=1, max_length=64, description="Consumer group of workers on the segment queue.")
+    casekeeper_group: str = Field("casekeepers", min_length=1, max_length=64, description="Consumer group of casekeepers on the event streams.")
+    tick_s: float = Field(
+        10, ge=0.1, le=600,
+        description="A camera with no events still reports its stream time this often, so casekeepers can expire cases.",
+    )
+    stream_maxlen: int = Field(
+        500_000, ge=0, le=100_000_000,
+        description="Entries kept per event stream (approximate trimming; 0 = no trimming); size above what casekeepers may fall behind.",
+    )
+    evidence_ttl_s: int = Field(
+        3600, ge=60, le=7 * 86400,
+        description="Evidence frames (JPEG, one per new sighting) wait in Redis this long for a casekeeper.",
+    )
+    evidence_max_side: int = Field(1280, ge=160, le=4096, description="Evidence frames are scaled down to this longer side.")
+    evidence_jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of evidence frames.")
+    outbox_max: int = Field(
+        100_000, ge=100, le=10_000_000,
+        description="Messages a worker keeps while Redis is unreachable; past this the oldest are dropped (and counted).",
+    )
+    retry_max_s: float = Field(10, ge=0.1, le=300, description="Longest wait between retries while Redis or the database is down.")
+    segment_s: float = Field(600, ge=10, le=86400, description="`batch-queue`: length of a recorded-footage segment (stream seconds).")
+    segment_overlap_s: float | None = Field(
+        None, ge=0, le=86400,
+        description="Footage analysed before a segment's start so a problem crossing the boundary reaches its dwell; "
+        "empty = the longest dwell of the file's camera plus two cadence steps.",
+    )
+    segment_slots: int = Field(1, ge=0, le=64, description="Segments a worker analyses at once, besides its cameras (0 = none).")
+
+    @model_validator(mode="after")
+    def _timing(self) -> "DistributedConfig":
+        if self.heartbeat_ms * 3 > self.lease_ms:
+            raise ValueError(f"heartbeat_ms ({self.heartbeat_ms}) must be at most a third of lease_ms ({self.lease_ms})")
+        if self.worker_group == self.casekeeper_group:
+            raise ValueError("worker_group and casekeeper_group must differ")
+        return self
+
+
 class HealthKind(StrEnum):
     """Camera faults that camera health reports, each as a start and an end event."""
 
@@ -540,7 +607,7 @@ class Site(Strict):
 
 
 class Config(Strict):
-    """A whole deployment: cameras, models, rules, cases, storage, dispatch, API, live runtime."""
+    """A whole deployment: cameras, models, rules, cases, storage, dispatch, API, live runtime, distributed mode."""
 
     version: Literal[1] = 1
     site: Site = Site()
@@ -557,6 +624,7 @@ class Config(Strict):
     api: ApiConfig = ApiConfig()
     live: LiveConfig = LiveConfig()
     health: HealthSettings = HealthSettings()
+    distributed: DistributedConfig = DistributedConfig()
 
     @model_validator(mode="after")
     def _checks(self) -> "Config":
