@@ -58,7 +58,8 @@ def serve(
     h, p = host or cfg.api.host, port or cfg.api.port
     console.print(f"citypatrol review center on http://{h}:{p}/  (database {store.url}, evidence {evidence_dir})", highlight=False)
     try:
-        uvicorn.run(app, host=h, port=p, log_level="info", proxy_headers=True, server_header=False)
+        # open live streams (SSE) would hold a stop for ever: give them 3 s
+        uvicorn.run(app, host=h, port=p, log_level="info", proxy_headers=True, server_header=False, timeout_graceful_shutdown=3)
     finally:
         store.close()
 

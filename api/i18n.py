@@ -116,6 +116,7 @@ _T: dict[str, tuple[str, str]] = {
     "zones.conflict": ("区域已被他人修改，请刷新后重试", "Someone saved these zones meanwhile; reload and edit again"),
     "zones.readonly": ("只有管理员可以保存区域", "Only an admin can save zones"),
     "zones.unsaved": ("有未保存的修改", "Unsaved changes"),
+    "zones.discard": ("放弃未保存的修改？", "Discard the unsaved changes?"),
     "zones.kind.no_parking": ("禁停区", "no parking"),
     "zones.kind.no_vending": ("禁止摆摊区", "no vending"),
     "zones.kind.bin_area": ("垃圾桶区域", "bin area"),
@@ -130,8 +131,8 @@ _T: dict[str, tuple[str, str]] = {
     "stats.perday": ("每日案件数（按类别）", "Cases per day by category"),
     "stats.precision": ("审核确认率（按类别）", "Reviewer-judged precision by category"),
     "stats.precision.note": ("确认数 / 已审核数；改类的案件计为原类别误报", "confirmed / judged; a reclassified case counts against its first category"),
-    "stats.close": ("结案用时（小时，中位数 / P90）", "Time to close (hours, median / p90)"),
-    "stats.decide": ("审核用时（小时，中位数 / P90）", "Time to first decision (hours, median / p90)"),
+    "stats.close": ("结案用时（中位数 / P90）", "Time to close (median / p90)"),
+    "stats.decide": ("审核用时（中位数 / P90）", "Time to first decision (median / p90)"),
     "stats.none": ("暂无数据", "No data"),
 }
 

@@ -91,6 +91,8 @@ def evidence_file(state: AppState, item: EvidenceItem) -> FileResponse:
     stat = path.stat()
     cached = state.hash_cache.get(item.id)
     if cached is None or cached[:2] != (stat.st_mtime, stat.st_size):
+        if len(state.hash_cache) > 100_000:  # bounded: forget everything now and then
+            state.hash_cache.clear()
         state.hash_cache[item.id] = cached = (stat.st_mtime, stat.st_size, _sha256(path))
     if cached[2] != item.sha256:
         raise HTTPException(409, f"evidence {item.id}: the file on disk does not match its recorded sha256")

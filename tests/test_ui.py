@@ -16,6 +16,7 @@ from tests.fixtures_api import PASSWORD, SEED, SeedCase, add_case, evidence_set,
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "ui"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium missing: run `make system-deps`")
+expect.set_options(timeout=15_000)  # a shared 2-core machine can be slow; a real failure still fails
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,7 @@ def ui_server(tmp_path, evidence_set, browser):
 def new_page(browser, url: str, errors: list[str]) -> Page:
     context = browser.new_context(viewport={"width": 1600, "height": 900}, locale="zh-CN", base_url=url)
     page = context.new_page()
+    page.set_default_timeout(20_000)
     page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
     return page
@@ -139,7 +141,7 @@ def test_review_three_cases_by_keyboard_and_see_a_new_case_arrive_live(browser, 
     add_case(ui_server.store, ui_server.config,
              SeedCase("c-live-ui", "pedestrian", SEED[2].category, (0.38, 0.15, 0.46, 0.32), "bins", 1.0, 0.0), files["c-bin"])
     live = page.locator('#queue-list li[data-id="c-live-ui"]')
-    expect(live).to_be_visible(timeout=10_000)
+    expect(live).to_be_visible(timeout=20_000)
     expect(live.locator(".tag-new")).to_have_text("新")
     expect(page.locator("#toast")).to_contain_text("新案件")
     shot(page, "04-new-case-live")

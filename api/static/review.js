@@ -252,7 +252,7 @@
 
   els.actions.addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-act]");
-    if (b) actions[b.dataset.act]();
+    if (b) { b.blur(); actions[b.dataset.act](); } // blur: Enter must not click the button again
   });
 
   document.addEventListener("keydown", (ev) => {

@@ -20,7 +20,7 @@
 
   function perDay(days, cats) {
     if (!days.length) return none();
-    const H = 260, left = 40, bottom = 40, top = 10;
+    const H = 270, left = 40, bottom = 40, top = 22;
     const max = Math.max(1, ...days.map((d) => Object.values(d.counts).reduce((a, b) => a + b, 0)));
     const step = (W - left - 10) / days.length;
     const bw = Math.max(2, Math.min(40, step * 0.7));
@@ -48,8 +48,8 @@
 
   function hbars(rows, { max, format, sub }) {
     if (!rows.length) return none();
-    const rowH = 30, left = 130, right = 90, H = rows.length * rowH + 10;
-    const width = 420;
+    const rowH = 30, left = 175, right = 150, H = rows.length * rowH + 10;
+    const width = 520;
     const x = (v) => left + (width - left - right) * (max ? v / max : 0);
     const parts = [];
     rows.forEach((r, i) => {
@@ -65,10 +65,16 @@
     return svg(width, H, ...parts);
   }
 
+  function hours(hh) { // 0.4 h -> "24 min", 30 h -> "30.0 h", 300 h -> "12.5 d"
+    if (hh < 1) return Math.round(hh * 60) + " min";
+    if (hh < 48) return hh.toFixed(1) + " h";
+    return (hh / 24).toFixed(1) + " d";
+  }
+
   function durations(map) {
     const rows = Object.entries(map).map(([c, d]) => ({ category: c, value: d.median_h, sub: d.p90_h, n: d.count }));
     const max = Math.max(0.001, ...rows.map((r) => r.sub));
-    return hbars(rows, { max, sub: true, format: (r) => r.value.toFixed(1) + " / " + r.sub.toFixed(1) + " h (" + r.n + ")" });
+    return hbars(rows, { max, sub: true, format: (r) => hours(r.value) + " / " + hours(r.sub) + " (" + r.n + ")" });
   }
 
   async function load() {

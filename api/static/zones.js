@@ -158,16 +158,21 @@
 
   // -- load and save --------------------------------------------------------------------------
 
+  let loading = 0; // only the newest camera choice may fill the editor (an older answer can arrive later)
+
   async function loadCamera(id) {
+    const mine = ++loading;
     cameraId = id;
     history.replaceState(null, "", "/zones?camera=" + encodeURIComponent(id));
     const cam = cameras.find((c) => c.id === id);
     try {
       const zs = await api("/api/v1/cameras/" + encodeURIComponent(id) + "/zones");
+      if (mine !== loading) return;
       version = zs.version;
       zones = zs.zones.map((z) => ({ ...z, polygon: z.polygon.map((p) => [...p]) }));
       versionEl.textContent = t("zones.version") + " " + version + " · " + t("zones.source." + zs.source);
     } catch (e) {
+      if (mine !== loading) return;
       toast(t("error") + ": " + e.message, "error");
       zones = [];
     }
@@ -202,7 +207,10 @@
   document.getElementById("zone-new").addEventListener("click", startDrawing);
   document.getElementById("zone-save").addEventListener("click", save);
   if (!isAdmin) { document.getElementById("zone-save").disabled = true; document.getElementById("zone-new").disabled = true; }
-  select.addEventListener("change", () => loadCamera(select.value));
+  select.addEventListener("change", () => {
+    if (dirty && !window.confirm(t("zones.discard"))) { select.value = cameraId; return; }
+    loadCamera(select.value);
+  });
   img.addEventListener("load", fit);
   window.addEventListener("resize", fit);
   window.addEventListener("beforeunload", (ev) => { if (dirty) { ev.preventDefault(); ev.returnValue = ""; } });
