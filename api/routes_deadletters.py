@@ -61,4 +61,5 @@ def retry(case_id: Annotated[str, PathParam(pattern=CASE_ID)], state: Annotated[
     except (InvalidTransition, ValueError) as exc:
         raise HTTPException(409, str(exc)) from None
     requeued = int(result) if isinstance(result, (int, bool)) else int(getattr(result, "requeued", 0) or 0)
+    state.users.log(who.actor, "retry", case_id=case_id, detail={"requeued": requeued})
     return RetryOut(case_id=case_id, requeued=requeued, detail=f"{requeued} message(s) queued again")

@@ -26,7 +26,6 @@ from sqlalchemy import Engine, func, select, update
 from citypatrol.pipeline import store_writes as w
 from citypatrol.pipeline.case_states import FINAL
 from citypatrol.pipeline.config import Category, CodeEntry
-from citypatrol.pipeline.store_records import CaseNotFound  # noqa: F401  (raised through store_writes)
 from citypatrol.pipeline.store_review_schema import AuditRow, ZoneVersionRow
 from citypatrol.pipeline.store_schema import CameraRow, CaseRow, EvidenceRow, OutboxRow, SightingRow, TransitionRow, as_utc, utcnow
 from citypatrol.pipeline.store_users import audit, transaction

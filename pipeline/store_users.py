@@ -291,10 +291,11 @@ class UserStore:
                 audit(s, actor, "token.revoke", target=f"token:{row.id}", detail={"name": row.name})
             return _token(row)
 
-    def log(self, actor: str, action: str, *, target: str = "", detail: dict[str, Any] | None = None, reason: str = "") -> None:
-        """An audit row on its own (e.g. a refused sign-in)."""
+    def log(self, actor: str, action: str, *, case_id: str | None = None, target: str = "", detail: dict[str, Any] | None = None,
+            reason: str = "") -> None:
+        """An audit row on its own (e.g. a refused sign-in, a delivery retried through the dispatcher)."""
         with transaction(self._engine, write=True) as s:
-            audit(s, actor, action, target=target, detail=detail, reason=reason)
+            audit(s, actor, action, case_id=case_id, target=target, detail=detail, reason=reason)
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -12,8 +12,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import text
 
 from citypatrol.api.routes_deadletters import retry_function
+from citypatrol.pipeline.store_records import OutboxMessage
 from citypatrol.pipeline.types import CaseStatus
 from tests.fixtures_api import SEED, SeedCase, add_case, api_server, db_url, evidence_set, pg_admin  # noqa: F401
 
@@ -239,10 +241,22 @@ def test_dead_letter_retry_uses_the_dispatcher_or_says_it_cannot(api_server):
         return
     assert r.status_code == 409  # not dead-lettered: nothing to retry
     assert admin.post("/api/v1/cases/nope/retry").status_code == 404
-    api_server.store.set_status("c-parking-1", CaseStatus.approved, at=datetime.now(UTC), actor="test")
+    # the dispatcher gave up on c-parking-1: its message is dead-lettered and the case too
+    api_server.store.set_status("c-parking-1", CaseStatus.approved, at=datetime.now(UTC), actor="test",
+                                outbox=OutboxMessage("case.submit", {"case_id": "c-parking-1"}, "c-parking-1:submit"))
+    with api_server.store.engine.begin() as conn:
+        conn.execute(text("UPDATE outbox SET status = 'dead_letter', attempts = 8, last_error = 'HTTP 503' WHERE case_id = 'c-parking-1'"))
     api_server.store.set_status("c-parking-1", CaseStatus.dead_letter, at=datetime.now(UTC), actor="dispatch")
     dead = admin.get("/api/v1/dead-letters").json()
-    assert [d["case_id"] for d in dead] == ["c-parking-1"]
+    assert dead == [{"case_id": "c-parking-1", "status": "dead_letter", "category": "illegal_parking", "camera_id": "parking_lot",
+                     "messages": 1, "last_error": "HTTP 503", "attempts": 8}]
+    assert api_server.client("reviewer").post("/api/v1/cases/c-parking-1/retry").status_code == 403
+    r = admin.post("/api/v1/cases/c-parking-1/retry")
+    assert r.status_code == 200 and r.json()["requeued"] == 1
+    assert api_server.store.get_case("c-parking-1").case.status is CaseStatus.approved
+    assert [m.status.value for m in api_server.store.outbox(case_id="c-parking-1")] == ["pending"]
+    assert admin.get("/api/v1/dead-letters").json() == []
+    assert any(a["action"] == "retry" and a["case_id"] == "c-parking-1" for a in admin.get("/api/v1/audit").json())
 
 
 def test_models_and_health(api_server):
