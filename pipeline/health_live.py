@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import cv2
 
@@ -32,8 +33,16 @@ log = logging.getLogger("citypatrol.health")
 Sink = Callable[[HealthEvent], None]
 
 
+_STEADY: tuple[datetime, float] | None = None
+
+
 def _utcnow() -> datetime:
-    return datetime.now(UTC)
+    """UTC on a steady clock: the system clock read once, then advanced by the monotonic clock, so
+    a step of the machine's clock (NTP, by hand) does not make every camera look offline."""
+    global _STEADY
+    if _STEADY is None:
+        _STEADY = (datetime.now(UTC), time.monotonic())
+    return _STEADY[0] + timedelta(seconds=time.monotonic() - _STEADY[1])
 
 
 class LiveHealth:
@@ -52,16 +61,23 @@ class LiveHealth:
         self.clock = clock
         self.recent: deque[HealthEvent] = deque(maxlen=history)
         self._lock = threading.Lock()
+        self._anchors: dict[str, datetime] = {}  # camera -> wall time at its stream second 0
 
     def admit(self, frame: Frame) -> bool:
         monitor = self.monitors.get(frame.camera_id)
         if monitor is None:
             return True
         with self._lock:
-            events = monitor.observe(frame.image, frame.pts, frame.wall, now=self.clock())
+            events = monitor.observe(frame.image, frame.pts, self._stream_wall(frame), now=self.clock())
             suspended = monitor.rules_suspended
         self._emit(events)
         return not suspended
+
+    def _stream_wall(self, frame: Frame) -> datetime:
+        """The camera's first wall time plus stream time: covered, frozen and moved are timed in
+        stream time, like the rules, so a camera whose clock jumps by hours starts or ends none."""
+        anchor = self._anchors.setdefault(frame.camera_id, frame.wall - timedelta(seconds=frame.pts))
+        return anchor + timedelta(seconds=frame.pts)
 
     def on_status(self, status: object) -> None:
         now = self.clock()

@@ -137,7 +137,7 @@ class Feed:
             self.source.close()  # recorded footage is closed only once its reader thread is out
 
     def _run(self) -> None:
-        t0: float | None = None  # real-time playback: wall time of the first frame, minus its pts
+        t0: float | None = None  # real-time playback: monotonic time of the first frame, minus its pts
         try:
             for frame in self.source.frames():
                 if self._stop.is_set():
@@ -145,10 +145,11 @@ class Feed:
                 if self.live:
                     due = frame.wall.timestamp()
                 elif self.realtime:
-                    t0 = time.time() - frame.pts if t0 is None else t0
-                    due = t0 + frame.pts
-                    if self._stop.wait(max(0.0, due - time.time())):
+                    # paced on the monotonic clock: a step of the wall clock neither stalls nor rushes playback
+                    t0 = time.monotonic() - frame.pts if t0 is None else t0
+                    if self._stop.wait(max(0.0, t0 + frame.pts - time.monotonic())):
                         break
+                    due = time.time()  # its playback moment is now
                 else:
                     due = time.time()
                 with self._ring_lock:
