@@ -77,3 +77,8 @@ def export(
         err.print(f"[red]✗[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"wrote {result}")
+
+
+from citypatrol.models.promotion_commands import add_commands  # noqa: E402  (register, promote, rollback, versions, shadow)
+
+add_commands(models_app)

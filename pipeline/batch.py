@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from citypatrol.annotate.labels import label_zh
 from citypatrol.annotate.report import ReportCase, ReportSummary, render_report
+from citypatrol.models.detections import Detections
 from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.analyzer import Analyzer
 from citypatrol.pipeline.config import Camera, Config
@@ -100,7 +101,11 @@ def run_batch(
     console: Console | None = None,
     show_progress: bool = True,
     sample_every_s: float = 10.0,
+    frame_sink: Callable[[Frame, Detections], object] | None = None,
+    check: Callable | None = None,
 ) -> BatchResult:
+    """Analyse `cameras`; `frame_sink(frame, detections)` sees every analysed frame (e.g. active
+    sampling), `check(case, image)` is the second-stage check the review policy uses (dispatch on)."""
     console = console or Console(stderr=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     own_store = store is None
@@ -115,7 +120,8 @@ def run_batch(
     for line in analyzer.describe_rules():
         log.info("rule %s", line)
     # with dispatch on, the review policy decides each new case (auto-submit → outbox, or hold for review)
-    recorder = CaseRecorder(store, config, evidence_dir, cameras, policy=ReviewPolicy(config.review) if config.dispatch.enabled else None)
+    recorder = CaseRecorder(store, config, evidence_dir, cameras, policy=ReviewPolicy(config.review) if config.dispatch.enabled else None,
+                            check=check)
     dlog = DetectionLog(out_dir / "detections.jsonl")
     samples = SampleFrames(out_dir / "frames", every_s=sample_every_s)
     outcomes = {c.id: CameraOutcome(c.id, Path(c.source).name) for c in cameras}
@@ -147,6 +153,8 @@ def run_batch(
                 result = analyzer.process(frame, d)
                 dlog.write(frame, d)
                 samples.maybe_write(frame, d)
+                if frame_sink is not None:
+                    frame_sink(frame, d)
                 cam = next(c for c in cameras if c.id == frame.camera_id)
                 clip = ClipSource(file=Path(cam.source)) if Path(cam.source).is_file() else None
                 recorder.record(result, clip)

@@ -22,6 +22,10 @@ app.add_typer(models_app, name="models")
 from citypatrol.models.training.commands import train_cmd  # noqa: E402
 
 app.command("train")(train_cmd)
+from citypatrol.models.training.retrain_commands import dataset_app, verifier_app  # noqa: E402
+
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(verifier_app, name="verifier")
 from citypatrol.pipeline.commands_batch import analyze, demo, evaluate, samples_app  # noqa: E402
 
 app.command("analyze")(analyze)

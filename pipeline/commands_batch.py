@@ -26,12 +26,14 @@ def _config(path: Path | None) -> Config:
 
 
 def _detector(config: Config):
-    from citypatrol.models.detector import DetectorError, load_detectors
+    from citypatrol.models.detector import DetectorError
     from citypatrol.models.assets import AssetError
+
+    from citypatrol.models.promotion import load_promoted
 
     try:
         with console.status("loading detector(s)…"):
-            return load_detectors(config.models)
+            return load_promoted(config.models)  # a promoted version (`citypatrol models promote`) replaces the config's weights
     except (DetectorError, AssetError) as exc:
         console.print(f"[red]cannot load the detector:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -97,13 +99,69 @@ def evaluate(
     out: Path = typer.Option(Path("out/evaluate"), "--out", "-o", help="Output folder."),
     sample: list[str] = typer.Option(None, "--sample", help="Only these samples (manifest names)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    candidate: str | None = typer.Option(None, "--candidate", help="Compare these weights (or NAME@VERSION) with the current model."),
+    detector: str | None = typer.Option(None, "--detector", help="With --candidate: the detector slot it replaces (default: the first)."),
+    data: Path | None = typer.Option(None, "--data", help="With --candidate: a dataset.yaml (e.g. an export's) for detection metrics on its val split."),
+    register: bool = typer.Option(True, help="With --candidate: record it and this comparison as a candidate version."),
 ) -> None:
-    """Event-level precision and recall per category on the sample footage's truth files."""
+    """Event-level precision and recall per category on the sample footage's truth files.
+
+    With --candidate: the candidate and the current model side by side (detection metrics on --data's
+    validation split, event-level figures on the footage), recorded for `citypatrol models promote`.
+    """
     from citypatrol.pipeline.evaluate_run import evaluate_samples
 
     cfg = _config(config)
+    if candidate:
+        _evaluate_candidate(cfg, candidate, detector, data, out, sample or None, register)
+        return
     ev = evaluate_samples(cfg, _detector(cfg), out, names=sample or None, console=console, show_progress=progress)
     print_evaluation(ev)
+
+
+def _evaluate_candidate(cfg: Config, candidate: str, slot: str | None, data: Path | None, out: Path,
+                        samples: list[str] | None, register: bool) -> None:
+    from citypatrol.models.detector import DetectorError, load_detectors
+    from citypatrol.models.promotion import ModelState, PromotionError, parse_ref, with_weights
+    from citypatrol.models.training.compare import compare
+
+    state = ModelState()
+    try:
+        weights = state.get(*parse_ref(candidate))["path"] if parse_ref(candidate) else candidate
+        slot = slot or cfg.models.detectors[0].name
+        current = _detector(cfg)
+        with console.status("loading the candidate…"):
+            cand = load_detectors(with_weights(cfg.models, slot, weights))
+    except (PromotionError, DetectorError) as exc:
+        console.print(f"[red]✗[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    result = compare(cfg, current, cand, out, data_yaml=data, samples=samples)
+    print_comparison(result.as_dict())
+    if register and Path(weights).is_file():
+        manifest = Path(data).parent / "manifest.json" if data else None
+        v = state.register(slot, Path(weights), metrics=result.as_dict(),
+                           manifest=manifest if manifest and manifest.is_file() else None, by="cli:evaluate")
+        out_console.print(f"recorded as {v['name']}@{v['version']} ({v['status']}); promote with "
+                          f"`citypatrol models promote {v['name']}@{v['version']}`", highlight=False)
+    out_console.print(f"comparison in {result.path}", highlight=False)
+
+
+def print_comparison(cmp: dict) -> None:
+    table = Table(title="candidate vs current")
+    for col in ("measure", "current", "candidate"):
+        table.add_column(col)
+    cur, cand = cmp["current"], cmp["candidate"]
+    table.add_row("model", cur["model"], cand["model"])
+    fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    if "detection" in cur:
+        for k in ("images", "labels", "precision", "recall", "mAP50", "mAP50-95"):
+            table.add_row(f"val {k}", fmt(cur["detection"][k]), fmt(cand["detection"][k]))
+    if "events" in cur:
+        for k in ("true_cases", "false_cases", "missed", "precision", "recall"):
+            table.add_row(f"events {k}", fmt(cur["events"][k]), fmt(cand["events"][k]))
+    out_console.print(table)
+    if cand.get("classes_lost"):
+        out_console.print(f"[yellow]the candidate does not emit {cand['classes_lost']}: rules that need them go off[/yellow]")
 
 
 def print_evaluation(ev) -> None:

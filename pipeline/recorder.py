@@ -59,9 +59,10 @@ class ClipSource:
 
 class CaseRecorder:
     def __init__(self, store: Store, config: Config, evidence_dir: Path, cameras: Sequence[Camera],
-                 policy: ReviewPolicy | None = None) -> None:
+                 policy: ReviewPolicy | None = None, check: Callable[[Case, np.ndarray], float | None] | None = None) -> None:
         self.store = store
         self.policy = policy
+        self.check = check  # second-stage check on the case's frame (models.verifier.Verifier.check) → the policy's check_score
         self.config = config
         self.evidence_dir = evidence_dir
         self.cameras = {c.id: c for c in cameras}
@@ -75,19 +76,20 @@ class CaseRecorder:
 
     def record(self, result: FrameResult, clip: ClipSource | None = None) -> None:
         for change in result.changes:
-            self._persist(change)
+            self._persist(change, result.frame.image)
             if change.kind in (ChangeKind.opened, ChangeKind.reopened):
                 # copy: the frame buffer may be reused by the source while the worker draws
                 image = result.frame.image.copy()
                 self._pending.append(self._pool.submit(self._evidence, change.case, image, clip, change.kind))
 
-    def _persist(self, change: CaseChange) -> None:
+    def _persist(self, change: CaseChange, image: np.ndarray | None = None) -> None:
         case = change.case
         cam = self.cameras.get(case.camera_id)
         codes, location = self.config.codes[case.category], cam.location if cam else None
+        score = self._check_score(case, image) if change.kind in (ChangeKind.opened, ChangeKind.reopened) else None
         if self.policy is not None and change.kind is ChangeKind.opened:
             # the policy's decision (and its outbox message) go in with the new case, one transaction
-            decided, message, _ = self.policy.apply(case, at=case.opened_at, dwell_s=_dwell(change.event))
+            decided, message, _ = self.policy.apply(case, at=case.opened_at, dwell_s=_dwell(change.event), check_score=score)
             opened = self._retrying(case.case_id, lambda: self.store.open_case(
                 decided, change.event, codes=codes, location=location, outbox=message))
         else:
@@ -95,12 +97,23 @@ class CaseRecorder:
         if opened and change.kind is ChangeKind.opened:
             self.opened += 1
         if self.policy is not None and change.kind is ChangeKind.reopened:
-            self._decide_reopened(change)
+            self._decide_reopened(change, score)
 
-    def _decide_reopened(self, change: CaseChange) -> None:
+    def _check_score(self, case: Case, image: np.ndarray | None) -> float | None:
+        """The second-stage check's score for the policy; a failing check is no score (the case is held)."""
+        if self.check is None or self.policy is None or image is None:
+            return None
+        try:
+            return self.check(case, image)
+        except Exception as exc:  # the check never costs a case
+            log.error("case %s: second-stage check failed: %s", case.case_id, exc)
+            return None
+
+    def _decide_reopened(self, change: CaseChange, check_score: float | None = None) -> None:
         """A case the builder reopened is decided again (auto-submit or hold), like a new one."""
         stored = self._retrying(change.case.case_id, lambda: self.store.get_case(change.case.case_id)).case
-        decided, message, decision = self.policy.apply(stored, at=change.case.last_seen_at, dwell_s=_dwell(change.event))
+        decided, message, decision = self.policy.apply(stored, at=change.case.last_seen_at, dwell_s=_dwell(change.event),
+                                                       check_score=check_score)
         if decided is stored:
             return  # the stored status (e.g. dispatched meanwhile) is not one the policy decides from
         try:

@@ -1,0 +1,494 @@
+"""`citypatrol dataset export`: reviewer decisions in the case store → a training set.
+
+What each decision becomes (the last decision by a person, `user:*`, in the period):
+
+| decision (reject reason as the review center offers it) | detector (YOLO + COCO)          | verifier crop label                   |
+|---------------------------------------------------------|---------------------------------|---------------------------------------|
+| confirm                                                 | positive box                    | the category (a problem)              |
+| reject 误报 / "False alarm: not a problem"               | hard negative (no box there)    | the category's "not a problem" class  |
+| reject 合规 / "Compliant …" (or a reason naming e.g. 店内经营) | positive box (the object is real) | that "not a problem" class       |
+| reject 画面不清 unclear, 不在管控区域 wrong place, merged, other | not used (counted as skipped)  | not used                              |
+
+Box: the case's box (the review center cannot correct boxes yet). Class: the detector class of the
+case's final category (after any reclassification): the track class named at the start of the
+case's detail line when it is a detector class ("truck stationary 320 s …" → truck), otherwise
+`CATEGORY_CLASS` (illegal_parking → car, garbage_overflow → garbage_overflow, …).
+
+Images come from the stored evidence, each checked against its sha256 in the store (a file that
+differs is skipped and listed). The annotated frame has our drawing burned in, so it is never a
+training image: the clean frame is taken from the case's clip (the clip frame whose box region
+best matches the clean crop), else the clean crop itself with the box inside it. Cases whose clean
+images are near-duplicates (same camera, 64-bit dHash within `DUP_BITS`) share one image with the
+union of their boxes; near-duplicate verifier crops (same camera and label) are kept once.
+
+Split: cases of one camera less than `window_s` (60 s) apart are chained into one group, and groups
+joined by a near-duplicate image are merged; whole groups go to validation by a seeded hash. So the
+same camera and minute (and any near-duplicate) never sits on both sides.
+
+Out: `images/{train,val}`, `labels/{train,val}` (YOLO), `data.yaml`, `annotations/{train,val}.json`
+(COCO), `crops/{train,val}/<label>/` (for `citypatrol verifier train`), and `manifest.json` (sources,
+counts per class and split, date range, every image with its sha256 and the evidence it came from).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import yaml
+
+from citypatrol.annotate.evidence import crop_bounds
+from citypatrol.models.labelmaps import COCO
+from citypatrol.models.training.dataset import CITY_CLASSES
+from citypatrol.models.verifier import NOT_A_PROBLEM, not_a_problem_label
+from citypatrol.pipeline.config import Category
+from citypatrol.pipeline.store_records import CaseRecord, EvidenceKind
+from citypatrol.pipeline.types import CaseStatus
+
+log = logging.getLogger(__name__)
+
+FORMAT = "citypatrol-export/1"
+DUP_BITS = 6  # dHash bits: the same camera's frames this close are the same picture (re-encoded, a passer-by)
+MATCH_MAX_DIFF = 14.0  # mean abs grey difference (0-255) for a clip frame to count as the crop's frame
+WINDOW_S = 60.0
+
+CATEGORY_CLASS: dict[Category, str] = {
+    Category.illegal_parking: "car",
+    Category.nonmotor_parking: "bicycle",
+    Category.street_vending: "stall",
+    Category.garbage_overflow: "garbage_overflow",
+    Category.exposed_garbage: "garbage_pile",
+    Category.billboard: "billboard",
+}
+DETECTOR_CLASSES = frozenset(COCO.values()) | frozenset(CITY_CLASSES) | {"stall"}
+
+
+# -- decisions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    case_id: str
+    action: str  # confirm | reject
+    reason_kind: str  # confirm | not_problem | compliant | unclear | wrong_place | duplicate | other
+    actor: str
+    at: datetime
+    reason: str
+
+
+def reason_kind(reason: str, category: Category) -> str:
+    """What a reject reason says, from the review center's fixed reasons (zh or en) or named classes."""
+    r = reason.lower()
+    if r.startswith("merged into"):
+        return "duplicate"
+    if "误报" in reason or "false alarm" in r or "not a problem" in r:
+        return "not_problem"
+    if "合规" in reason or "compliant" in r:
+        return "compliant"
+    if "不清" in reason or "unclear" in r:
+        return "unclear"
+    if "管控区域" in reason or "outside the controlled zone" in r or "wrong place" in r:
+        return "wrong_place"
+    names = NOT_A_PROBLEM.get(category, ())
+    if any(zh in reason or label in r or label.replace("_", " ") in r for label, zh in names):
+        return "compliant"
+    return "other"
+
+
+def reviewer_decision(record: CaseRecord) -> Decision | None:
+    """The last confirm/reject by a person: a transition to approved/rejected by `user:*`."""
+    for t in reversed(record.case.history):
+        if not t.actor.startswith("user:"):
+            continue
+        if t.to_status is CaseStatus.approved:
+            return Decision(record.case_id, "confirm", "confirm", t.actor, t.at, t.reason)
+        if t.to_status is CaseStatus.rejected:
+            return Decision(record.case_id, "reject", reason_kind(t.reason, record.case.category), t.actor, t.at, t.reason)
+    return None
+
+
+def detector_class(record: CaseRecord) -> str:
+    first = record.case.detail.split(" ", 1)[0].strip() if record.case.detail else ""
+    return first if first in DETECTOR_CLASSES else CATEGORY_CLASS[record.case.category]
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def dhash_array(image: np.ndarray, size: int = 8) -> int:
+    """64-bit difference hash of a BGR image (as `dataset.dhash` does for files)."""
+    g = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (size + 1, size), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (g[:, 1:] > g[:, :-1]).flatten()
+    return int("".join("1" if b else "0" for b in bits), 2)
+
+
+def hamming(a: int, b: int) -> int:
+    return int(bin(a ^ b).count("1"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _patch(image: np.ndarray, bounds: tuple[int, int, int, int]) -> np.ndarray:
+    x1, y1, x2, y2 = bounds
+    return cv2.resize(cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def frame_from_clip(clip: Path, crop: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, float] | None:
+    """The clip frame whose box region best matches the clean crop, and its mean grey difference."""
+    target = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+    best: tuple[float, np.ndarray] | None = None
+    try:
+        with av.open(str(clip)) as c:
+            for fr in c.decode(video=0):
+                img = fr.to_ndarray(format="bgr24")
+                diff = float(np.abs(_patch(img, crop_bounds(box, img.shape[1], img.shape[0])) - target).mean())
+                if best is None or diff < best[0]:
+                    best = (diff, img)
+    except (av.FFmpegError, OSError) as exc:
+        log.warning("%s: cannot decode the clip: %s", clip, exc)
+        return None
+    if best is None or best[0] > MATCH_MAX_DIFF:
+        return None
+    return best[1], best[0]
+
+
+@dataclass
+class Sample:
+    """One decided case with its clean image."""
+
+    record: CaseRecord
+    decision: Decision
+    cls: str
+    image: np.ndarray  # clean frame, or the clean crop
+    box: tuple[float, float, float, float]  # normalised in `image`
+    crop: np.ndarray
+    source: str  # clip | crop
+    evidence: dict[str, str]  # evidence path -> sha256 used
+    match_diff: float | None = None
+    dhash: int = 0
+    crop_dhash: int = 0
+    group: int = -1
+    image_key: int = -1
+
+    @property
+    def camera(self) -> str:
+        return self.record.case.camera_id
+
+
+def _evidence(record: CaseRecord, kind: EvidenceKind) -> list:
+    return [e for e in record.evidence if e.kind is kind]
+
+
+def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, problems: Counter) -> Sample | None:
+    """The clean images of one case from its evidence (sha256-checked); None (with the reason counted) if unusable."""
+    crops = sorted(_evidence(record, EvidenceKind.crop), key=lambda e: (Path(e.path).name != "frame_crop.jpg", e.path))
+    if not crops:
+        problems["no crop evidence"] += 1
+        return None
+    used: dict[str, str] = {}
+
+    def checked(e) -> Path | None:  # noqa: ANN001
+        p = evidence_dir / e.path
+        if not p.is_file():
+            problems["evidence file missing"] += 1
+            return None
+        if _sha256(p) != e.sha256:
+            problems["evidence sha256 differs from the store"] += 1
+            log.warning("case %s: %s does not match its sha256 in the store; skipped", record.case_id, e.path)
+            return None
+        used[e.path] = e.sha256
+        return p
+
+    crop_path = checked(crops[0])
+    if crop_path is None:
+        return None
+    crop = cv2.imread(str(crop_path))
+    if crop is None:
+        problems["crop unreadable"] += 1
+        return None
+    box = record.case.box
+    cls = detector_class(record)
+    stem = Path(crops[0].path).name.removesuffix("_crop.jpg")
+    clips = _evidence(record, EvidenceKind.clip)
+    if clips and stem == "frame" and (clip_path := checked(clips[0])) is not None:
+        found = frame_from_clip(clip_path, crop, box)
+        if found is not None:
+            return Sample(record, decision, cls, found[0], box, crop, "clip", used, round(found[1], 2))
+        used.pop(clips[0].path, None)
+    frames = [e for e in _evidence(record, EvidenceKind.frame) if Path(e.path).name == f"{stem}.jpg"]
+    frame_path = checked(frames[0]) if frames else None
+    if frame_path is None:
+        problems["no clean frame and no frame size for the crop"] += 1
+        return None
+    h, w = cv2.imread(str(frame_path)).shape[:2]  # only its size: the annotated frame is never a training image
+    x1, y1, x2, y2 = crop_bounds(box, w, h)
+    ch, cw = crop.shape[:2]
+    bx = ((box[0] * w - x1) / cw, (box[1] * h - y1) / ch, (box[2] * w - x1) / cw, (box[3] * h - y1) / ch)
+    bx = tuple(min(max(v, 0.0), 1.0) for v in bx)
+    return Sample(record, decision, cls, crop, bx, crop, "crop", used)  # type: ignore[arg-type]
+
+
+# -- grouping and split ---------------------------------------------------------------------------
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def group_and_split(cameras: list[str], times: list[datetime], dhashes: list[int], *, window_s: float = WINDOW_S,
+                    dup_bits: int = DUP_BITS, val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int], list[str]]:
+    """Image clusters, split groups and the split of each item.
+
+    `image clusters`: same camera and dHash within `dup_bits` (one picture). `groups`: clusters plus
+    same-camera items less than `window_s` apart (chained). Whole groups go to 'val' when a seeded
+    hash of the group's first item falls under `val_fraction`; with two or more groups neither side
+    is left empty.
+    """
+    n = len(cameras)
+    images = _UnionFind(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if cameras[i] == cameras[j] and hamming(dhashes[i], dhashes[j]) <= dup_bits:
+                images.union(i, j)
+    groups = _UnionFind(n)
+    for i in range(n):
+        groups.union(i, images.find(i))
+    by_cam: dict[str, list[int]] = defaultdict(list)
+    for i, cam in enumerate(cameras):
+        by_cam[cam].append(i)
+    for idx in by_cam.values():
+        idx.sort(key=lambda i: times[i])
+        for a, b in zip(idx, idx[1:]):
+            if (times[b] - times[a]).total_seconds() < window_s:
+                groups.union(a, b)
+    image_of = [images.find(i) for i in range(n)]
+    group_of = [groups.find(i) for i in range(n)]
+    roots = sorted(set(group_of), key=lambda g: (times[g], cameras[g]))
+
+    def to_val(g: int) -> bool:
+        key = f"{seed}:{cameras[g]}:{times[g].isoformat()}"
+        return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") / 2**64 < val_fraction
+
+    val = {g for g in roots if to_val(g)}
+    if len(roots) >= 2 and val_fraction > 0:
+        if not val:
+            val.add(roots[-1])  # the latest group: validation looks forward in time
+        if len(val) == len(roots):
+            val.discard(roots[0])
+    split = ["val" if group_of[i] in val else "train" for i in range(n)]
+    return image_of, group_of, split
+
+
+# -- the export -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    data_yaml: Path
+    manifest: Path
+    counts: dict = field(default_factory=dict)
+
+
+def _iou(a, b) -> float:  # noqa: ANN001
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, since: datetime | None = None,
+                   until: datetime | None = None, classes: list[str] | None = None, val_fraction: float = 0.2,
+                   seed: int = 0, window_s: float = WINDOW_S, source: str = "") -> ExportResult:
+    """Write the export for these stored cases (decisions in [since, until)); see the module doc."""
+    evidence_dir, out = Path(evidence_dir), Path(out)
+    problems: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    samples: list[Sample] = []
+    decisions = Counter()
+    for r in sorted(records, key=lambda r: (r.case.opened_at, r.case_id)):
+        d = reviewer_decision(r)
+        if d is None:
+            continue
+        if (since and d.at < since) or (until and d.at >= until):
+            continue
+        decisions[d.action] += 1
+        if d.reason_kind not in ("confirm", "not_problem", "compliant"):
+            skipped[f"reject: {d.reason_kind}"] += 1
+            continue
+        s = load_sample(r, d, evidence_dir, problems)
+        if s is None:
+            skipped["evidence unusable"] += 1
+            continue
+        s.dhash, s.crop_dhash = dhash_array(s.image), dhash_array(s.crop)
+        samples.append(s)
+
+    image_of, group_of, split = group_and_split(
+        [s.camera for s in samples], [s.record.case.opened_at for s in samples], [s.dhash for s in samples],
+        window_s=window_s, val_fraction=val_fraction, seed=seed)
+    for s, img, grp in zip(samples, image_of, group_of):
+        s.image_key, s.group = img, grp
+
+    positives = sorted({s.cls for s in samples if s.decision.reason_kind in ("confirm", "compliant")})
+    names = list(classes) if classes else positives
+    for sub in ("images", "labels", "crops", "annotations"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    for part in ("train", "val"):
+        (out / "images" / part).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / part).mkdir(parents=True, exist_ok=True)
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+
+    # one image per near-duplicate cluster: the earliest case's picture, the union of the cluster's boxes
+    clusters: dict[int, list[int]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        clusters[s.image_key].append(i)
+    images_out, boxes_count = [], {"train": Counter(), "val": Counter()}
+    coco = {p: {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for i, n in enumerate(names)]}
+            for p in ("train", "val")}
+    n_images, negatives, conflicts, not_in_classes, dup_images = Counter(), Counter(), 0, 0, 0
+    for key in sorted(clusters):
+        members = [samples[i] for i in clusters[key]]
+        first = members[0]
+        part = split[clusters[key][0]]
+        dup_images += len(members) - 1
+        pos = [(m.cls, m.box, m) for m in members if m.decision.reason_kind in ("confirm", "compliant")]
+        neg = [(m.cls, m.box, m) for m in members if m.decision.reason_kind == "not_problem"]
+        labels: list[tuple[str, tuple]] = []
+        for cls, box, m in pos:
+            if cls not in names:
+                not_in_classes += 1
+                continue
+            if any(c == cls and _iou(box, b) > 0.7 for c, b in labels):
+                continue  # the same object decided twice (e.g. a reopened case)
+            if any(c == cls and _iou(box, b) > 0.5 for c, b, _ in neg):
+                conflicts += 1
+                continue  # confirmed in one case, called a false alarm in another: leave it out
+            labels.append((cls, box))
+        if not labels and not neg:
+            continue
+        if not labels:
+            negatives[part] += 1
+        # boxes were normalised in each member's own image; members share the first's picture
+        name = f"{first.record.case_id}.jpg".replace("/", "_")
+        img_path = out / "images" / part / name
+        cv2.imwrite(str(img_path), first.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        lines = []
+        h, w = first.image.shape[:2]
+        image_id = len(coco[part]["images"]) + 1
+        coco[part]["images"].append({"id": image_id, "file_name": f"images/{part}/{name}", "width": w, "height": h})
+        for cls, (x1, y1, x2, y2) in labels:
+            cid = names.index(cls)
+            lines.append(f"{cid} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}")
+            bw, bh = (x2 - x1) * w, (y2 - y1) * h
+            coco[part]["annotations"].append({
+                "id": len(coco[part]["annotations"]) + 1, "image_id": image_id, "category_id": cid,
+                "bbox": [round(x1 * w, 2), round(y1 * h, 2), round(bw, 2), round(bh, 2)], "area": round(bw * bh, 2), "iscrowd": 0})
+            boxes_count[part][cls] += 1
+        (out / "labels" / part / f"{Path(name).stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+        n_images[part] += 1
+        images_out.append({
+            "file": f"images/{part}/{name}", "sha256": _sha256(img_path), "split": part, "group": first.group,
+            "camera": first.camera, "opened_at": first.record.case.opened_at.isoformat(), "source": first.source,
+            "match_diff": first.match_diff, "boxes": [c for c, _ in labels], "hard_negative_boxes": [c for c, _, _ in neg],
+            "cases": [{"case_id": m.record.case_id, "decision": m.decision.action, "reason": m.decision.reason_kind,
+                       "by": m.decision.actor, "at": m.decision.at.isoformat(), "category": m.record.case.category.value,
+                       "model": m.record.case.model, "evidence": m.evidence} for m in members],
+        })
+
+    # verifier crops: one per case, near-duplicates (same camera and label) kept once
+    crops_out, crop_counts, dup_crops = [], {"train": Counter(), "val": Counter()}, 0
+    kept: list[tuple[str, str, int]] = []
+    for i, s in enumerate(samples):
+        label = s.record.case.category.value if s.decision.action == "confirm" else \
+            not_a_problem_label(s.record.case.category, s.decision.reason)
+        if any(cam == s.camera and lab == label and hamming(h, s.crop_dhash) <= DUP_BITS for cam, lab, h in kept):
+            dup_crops += 1
+            continue
+        kept.append((s.camera, label, s.crop_dhash))
+        part = split[i]
+        d = out / "crops" / part / label
+        d.mkdir(parents=True, exist_ok=True)
+        p = d / f"{s.record.case_id}.jpg".replace("/", "_")
+        cv2.imwrite(str(p), s.crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        crop_counts[part][label] += 1
+        crops_out.append({"file": p.relative_to(out).as_posix(), "sha256": _sha256(p), "label": label, "split": part,
+                          "case_id": s.record.case_id, "camera": s.camera, "group": s.group})
+
+    for part in ("train", "val"):
+        (out / "annotations" / f"{part}.json").write_text(json.dumps(coco[part], ensure_ascii=False))
+    data_yaml = out / "data.yaml"
+    data_yaml.write_text(yaml.safe_dump({"path": str(out.resolve()), "train": "images/train", "val": "images/val",
+                                         "nc": len(names), "names": dict(enumerate(names))}, sort_keys=False, allow_unicode=True))
+    times = [s.decision.at for s in samples]
+    opened = [s.record.case.opened_at for s in samples]
+    counts = {
+        part: {"images": n_images[part], "boxes": dict(boxes_count[part]), "hard_negative_images": negatives[part],
+               "verifier_crops": dict(crop_counts[part])} for part in ("train", "val")
+    }
+    manifest = {
+        "format": FORMAT, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": {"database": source, "evidence_dir": str(evidence_dir.resolve()),
+                   "since": since.isoformat() if since else None, "until": until.isoformat() if until else None},
+        "decisions": {"confirm": decisions["confirm"], "reject": decisions["reject"], "used": len(samples),
+                      "skipped": dict(skipped), "evidence_problems": dict(problems)},
+        "date_range": {"decided_first": min(times).isoformat() if times else None, "decided_last": max(times).isoformat() if times else None,
+                       "opened_first": min(opened).isoformat() if opened else None, "opened_last": max(opened).isoformat() if opened else None},
+        "cameras": dict(Counter(s.camera for s in samples)),
+        "classes": names, "class_rule": "detail's track class, else CATEGORY_CLASS of the final category",
+        "split": {"rule": f"same camera within {window_s:g} s, or near-duplicate images, share a group; groups by seeded hash",
+                  "val_fraction": val_fraction, "seed": seed, "window_s": window_s, "dup_bits": DUP_BITS},
+        "counts": counts,
+        "duplicates": {"images_merged": dup_images, "crops_dropped": dup_crops, "conflicting_boxes_dropped": conflicts,
+                       "boxes_not_in_classes": not_in_classes},
+        "images": images_out, "crops": crops_out,
+    }
+    manifest_path = out / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    log.info("export at %s: %s", out, counts)
+    return ExportResult(out, data_yaml, manifest_path, counts)
+
+
+def export_from_store(db_url: str, evidence_dir: Path, out: Path, **kw) -> ExportResult:
+    """Open the store at `db_url`, read every case, export (see `export_dataset`)."""
+    from citypatrol.pipeline.store import open_store
+    from citypatrol.pipeline.store_engine import redact
+
+    with open_store(db_url) as store:
+        until = kw.get("until")
+        records = []
+        offset = 0
+        while True:  # decided cases were opened before `until`; page through them
+            page = store.list_cases(until=until, limit=1000, offset=offset)
+            records += page
+            if len(page) < 1000:
+                break
+            offset += 1000
+    return export_dataset(records, evidence_dir, out, source=redact(db_url), **kw)
