@@ -21,8 +21,11 @@ out_console = Console(width=None if sys.stdout.isatty() else 160)
 def run(
     config: Path = typer.Option(..., "--config", "-c", help="Config file: cameras, models, rules, storage, live."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Also run the review center on api.host:api.port."),
+    dispatch: bool = typer.Option(True, "--dispatch/--no-dispatch", help="Also deliver cases when dispatch.enabled."),
 ) -> None:
-    """Watch the configured cameras live until SIGTERM/SIGINT: cases, evidence, /metrics, status file."""
+    """Watch the configured cameras live until SIGTERM/SIGINT: cases, evidence, /metrics, status file,
+    with the review center and the dispatcher in the same process."""
     from citypatrol.pipeline.commands_batch import _detector
     from citypatrol.pipeline.live import run_live, stop_on_signals
     from citypatrol.pipeline.store_records import StoreError
@@ -33,14 +36,29 @@ def run(
     if not cameras:
         console.print(f"[red]nothing to watch:[/red] {config} has no enabled camera")
         raise typer.Exit(1)
+    from citypatrol.pipeline.live_services import start_services
+    from citypatrol.pipeline.store import open_store
+
     detector = _detector(cfg)
     stop = threading.Event()
     try:
-        with stop_on_signals(stop):
-            result = run_live(cfg, cameras, detector, stop=stop)
+        store = open_store(cfg.storage.database_url)
     except (OSError, StoreError) as exc:
         console.print(f"[red]cannot run:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    services = start_services(cfg, store, stop, serve=serve, dispatch=dispatch)
+    for url in services.urls:
+        console.print(url, highlight=False)
+    try:
+        with stop_on_signals(stop):
+            result = run_live(cfg, cameras, detector, stop=stop, store=store)
+    except (OSError, StoreError) as exc:
+        console.print(f"[red]cannot run:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        stop.set()
+        services.stop()
+        store.close()
     print_status(result.status)
     if not result.analysed_any:
         console.print("[red]no camera delivered a frame[/red] (see the table and the log)")

@@ -45,6 +45,7 @@ from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.live_feeds import Feed, FrameBoard
 from citypatrol.pipeline.live_metrics import serve_metrics
 from citypatrol.pipeline.live_status import LiveStatus, StatusBook, write_status
+from citypatrol.pipeline.review_policy import ReviewPolicy
 from citypatrol.pipeline.recorder import CaseRecorder
 from citypatrol.pipeline.store import Store, open_store
 from citypatrol.streams.open import open_source
@@ -101,7 +102,9 @@ def run_live(
     analyzer = Analyzer(config, detector.classes)
     for line in analyzer.describe_rules():
         log.info("rule %s", line)
-    recorder = CaseRecorder(store, config, config.storage.evidence_dir, cameras)
+    # with dispatch on, the review policy decides each new case (auto-submit → outbox, or hold for review)
+    policy = ReviewPolicy(config.review) if config.dispatch.enabled else None
+    recorder = CaseRecorder(store, config, config.storage.evidence_dir, cameras, policy=policy)
     hooks = [*hooks, *_health_hooks(config, cameras, store)]
     board = FrameBoard()
     book = StatusBook(cameras, model=detector.version, interval_s=live.status_interval_s)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -217,7 +218,7 @@ def _metrics(url: str) -> dict[tuple[str, str], float]:
 def test_run_command_two_cameras_metrics_status_outage_and_sigterm(tmp_path, parked_video, rtsp_server_factory):
     server_a = rtsp_server_factory({"a": parked_video}, user="operator", password=PASSWORD)
     server_b = rtsp_server_factory({"b": parked_video})
-    port = free_port()
+    port, api_port = free_port(), free_port()
     status_file = tmp_path / "status.json"
     cfg = {
         "cameras": [_camera(server_a.url("a"), "cam-a", dwell=6, cadence=1).model_dump(mode="json"),
@@ -225,6 +226,7 @@ def test_run_command_two_cameras_metrics_status_outage_and_sigterm(tmp_path, par
         "storage": {"database_url": f"sqlite:///{tmp_path / 'city.db'}", "evidence_dir": str(tmp_path / "evidence"), "clip_seconds": 3},
         "live": {"metrics_port": port, "status_file": str(status_file), "status_interval_s": 0.5,
                  "read_timeout_s": 2, "backoff_max_s": 1},
+        "api": {"port": api_port},
     }  # fmt: skip
     config_file = tmp_path / "city.yaml"
     config_file.write_text(yaml.safe_dump(cfg, allow_unicode=True))
@@ -244,6 +246,14 @@ def test_run_command_two_cameras_metrics_status_outage_and_sigterm(tmp_path, par
                 assert (f"citypatrol_camera_{series}", cam) in m, (series, cam, sorted(m))
             assert m[("citypatrol_camera_up", cam)] == 1 and m[("citypatrol_camera_frames_analysed_total", cam)] >= 5
             assert 0 <= m[("citypatrol_camera_lag_seconds", cam)] < 10
+
+        # the review center runs in the same process, on the same store, behind sign-in
+        assert urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=5).status == 200
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/v1/cases", timeout=5)
+            raise AssertionError("the case list answered without sign-in")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
 
         shown = subprocess.run(EXE + ["status", "--config", str(config_file)], capture_output=True, text=True, env=env)
         assert shown.returncode == 0, shown.stderr
