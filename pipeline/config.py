@@ -12,6 +12,7 @@ from datetime import date, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -261,6 +262,27 @@ class StorageConfig(Strict):
     evidence_dir: Path = Field(Path("evidence"), description="Where evidence images and clips are written.")
     clip_seconds: float = Field(6.0, ge=0, le=60, description="Length of the evidence clip around the case's opening.")
 
+    @field_validator("evidence_dir")
+    @classmethod
+    def _evidence_dir(cls, path: Path) -> Path:
+        return own_folder(path)
+
+
+#: Top-level system folders no citypatrol output may go into (an evidence dir of '/etc' is a mistake or an attack).
+SYSTEM_FOLDERS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "proc", "run", "sbin", "sys", "usr"})
+
+
+def own_folder(path: Path) -> Path:
+    """A folder citypatrol writes into: a relative one stays inside its base (no '..'), an absolute
+    one is not a system folder."""
+    if not path.is_absolute() and ".." in path.parts:
+        raise ValueError(f"{str(path)!r} climbs out of the folder it is relative to ('..'); give an absolute path "
+                         "to put it elsewhere")
+    if path.is_absolute() and (len(path.parts) == 1 or path.parts[1] in SYSTEM_FOLDERS):
+        raise ValueError(f"{str(path)!r} is a system folder; give citypatrol a folder of its own, "
+                         "e.g. /var/lib/citypatrol/evidence")
+    return path
+
 
 #: The case fields a dispatch message can carry; `dispatch.field_map` maps the platform's names onto them.
 DISPATCH_FIELDS = (
@@ -288,6 +310,12 @@ class DispatchConfig(Strict):
     mqtt_username: str = Field("", description="MQTT user name; empty = anonymous.")
     mqtt_password: str = Field("", repr=False, description="MQTT password; use ${MQTT_PASSWORD}.")
     file_dir: Path = Field(Path("outbox"), description="Drop folder of the JSONL file adapter.")
+
+    @field_validator("file_dir")
+    @classmethod
+    def _file_dir(cls, path: Path) -> Path:
+        return own_folder(path)
+
     file_rotate_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="The JSONL file is rotated (renamed with a time stamp) past this size.")
     max_attempts: int = Field(8, ge=1, le=100, description="Attempts before a delivery goes to dead-letter.")
     timeout_s: float = Field(10, gt=0, le=300, description="Timeout of one delivery attempt.")
@@ -604,6 +632,15 @@ class HealthSettings(Strict):
 class Site(Strict):
     name: str = Field("citypatrol", max_length=200)
     timezone: str = Field("Asia/Shanghai", description="IANA time zone for zone hours and reports.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone {name!r}: give an IANA name such as 'Asia/Shanghai'") from None
+        return name
 
 
 class Config(Strict):
