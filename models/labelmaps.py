@@ -46,7 +46,10 @@ COCO: dict[str, str] = {
     "suitcase": "goods",
 }
 
-LABEL_MAPS: dict[str, dict[str, str]] = {"coco": COCO}
+# citypatrol's own city model (models/weights/MODEL_CARD.md): its labels already are canonical.
+CITY: dict[str, str] = {name: name for name in ("garbage_bin", "garbage_overflow", "garbage_pile", "billboard")}
+
+LABEL_MAPS: dict[str, dict[str, str]] = {"coco": COCO, "city": CITY}
 
 
 class LabelMapError(KeyError):

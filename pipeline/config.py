@@ -224,7 +224,10 @@ class DetectorConfig(Strict):
 
 class ModelsConfig(Strict):
     detectors: list[DetectorConfig] = Field(
-        default_factory=lambda: [DetectorConfig(name="coco", weights="yolo11n-coco-openvino-int8")],
+        default_factory=lambda: [
+            DetectorConfig(name="coco", weights="yolo11n-coco-openvino-int8"),
+            DetectorConfig(name="city", weights="citypatrol-city", imgsz=384),  # models/weights/MODEL_CARD.md
+        ],
         min_length=1,
         description="Detectors run on every analysed frame; their detections are merged.",
     )

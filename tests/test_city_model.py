@@ -23,12 +23,25 @@ MODEL = "citypatrol-city"
 GARBAGE = "datasets/garbage_bin_overflow_cn"
 FACADE = "datasets/facade_advertising_spb"
 
-# Validation-split images (checked by test_examples_are_held_out), looked at by eye: each shows the class.
-HELD_OUT_POSITIVES = [
-    # filled in from the validation split once the model is trained (see below)
+# Validation-split images (test_examples_are_held_out checks they are held out), each looked at by
+# eye: it shows the class. (The mirror's own train/valid folders are not our split.)
+HELD_OUT_POSITIVES: list[tuple[str, str]] = [
+    (f"{GARBAGE}/train/images/002066_jpg.rf.90a5040e704c039ed319a07cf6c9813f.jpg", "garbage_bin"),  # blue wheelie bin
+    (f"{GARBAGE}/train/images/001986_jpg.rf.c80e03e3fd3ec83a544b6fa2dff9837b.jpg", "garbage_bin"),  # row of 4 bins
+    (f"{GARBAGE}/train/images/000220_jpg.rf.089e8628f663df50cf4b0237f41bb6f0.jpg", "garbage_overflow"),  # man by heaped bin
+    (f"{GARBAGE}/train/images/000434_jpg.rf.577f9afebb1aab62e6e11f4a9e9a44f2.jpg", "garbage_overflow"),  # kerbside bin
+    (f"{GARBAGE}/train/images/000980_jpg.rf.30f1efae363c0be30c3ea188629c62f9.jpg", "garbage_pile"),  # heap under trees
+    (f"{GARBAGE}/train/images/001134_jpg.rf.3289a5555eea72374044c23bc63ea70a.jpg", "garbage_pile"),  # spill by a wall
+    (f"{FACADE}/images/train/img_10.jpg", "billboard"),  # 'Букетико' fascia sign + projecting sign
+    (f"{FACADE}/images/train/img_128.jpg", "billboard"),  # long fascia sign on a green facade
 ]
 # Held-out images that show none of the listed classes.
-HELD_OUT_NEGATIVES: list[tuple[str, set[str]]] = []
+HELD_OUT_NEGATIVES: list[tuple[str, set[str]]] = [
+    (f"{FACADE}/images/train/img_156.jpg", {"garbage_bin", "garbage_overflow", "garbage_pile"}),  # clean facade
+    (f"{FACADE}/images/train/img_128.jpg", {"garbage_bin", "garbage_overflow", "garbage_pile"}),
+    (f"{GARBAGE}/train/images/000980_jpg.rf.30f1efae363c0be30c3ea188629c62f9.jpg", {"billboard", "garbage_bin"}),
+    (f"{GARBAGE}/train/images/002066_jpg.rf.90a5040e704c039ed319a07cf6c9813f.jpg", {"billboard", "garbage_overflow", "garbage_pile"}),
+]
 
 
 @pytest.fixture(scope="module")
