@@ -249,6 +249,7 @@ class Step:
     detector_ms_per_image: float | None = None
     images_per_batch: float | None = None
     wall_s: float = 0.0  # the whole step, start to stop
+    server_died: bool = False  # the loopback RTSP server (the camera simulator) failed: says nothing about the runner
 
 
 def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Namespace, work: Path) -> Step:
@@ -260,9 +261,13 @@ def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Names
     t_step = time.monotonic()
     d = work / f"n{n:03d}"
     d.mkdir(parents=True, exist_ok=True)
-    # One looping stream per distinct copy, shared by the cameras that play it (each camera still has
-    # its own RTSP session, connection and decoder in the runner): the server's cost stays flat in N.
-    mounts = {f"s{k:02d}": copies[k][2] for k in range(min(n, len(copies)))}
+    # A stream of its own per camera by default. Shared streams (one per distinct copy, each camera
+    # still with its own RTSP session) cost the server less, but GstRtspServer aborts (backlog
+    # timestamp assertion) when one of several clients of a shared stream falls behind for a while.
+    if args.shared_streams:
+        mounts = {f"s{k:02d}": copies[k][2] for k in range(min(n, len(copies)))}
+    else:
+        mounts = {f"cam{i:03d}": copies[i % len(copies)][2] for i in range(n)}
     names = list(mounts)
     server = RtspServer(mounts, d / "rtsp_server.log")
     status_file = d / "status.json"
@@ -295,6 +300,9 @@ def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Names
             if runner.poll() is not None:
                 step.reason = f"citypatrol run exited ({runner.returncode}): {_tail(log)}"
                 return step
+            if server.proc.poll() is not None:
+                step.server_died, step.reason = True, f"the loopback RTSP server died: {_tail(d / 'rtsp_server.log', 2)}"
+                return step
             st = status()
             if st and st.cameras and all(c.frames_analysed > 0 for c in st.cameras):
                 step.startup_s = time.monotonic() - t0
@@ -318,6 +326,9 @@ def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Names
             time.sleep(min(0.5, args.status_interval_s / 2))
             if runner.poll() is not None:
                 step.reason = f"citypatrol run exited ({runner.returncode}) while measuring: {_tail(log)}"
+                return step
+            if server.proc.poll() is not None:
+                step.server_died, step.reason = True, f"the loopback RTSP server died: {_tail(d / 'rtsp_server.log', 2)}"
                 return step
             st = status()
             if st is None:
@@ -440,6 +451,15 @@ def search(copies, args, work: Path, started: float, say) -> tuple[list[Step], s
         say(f"  N={n:3d} …")
         st = run_step(n, copies, args, work)
         steps.append(st)
+        if st.server_died:  # the camera simulator failed, not the runner: once more, else no verdict
+            say(f"    {st.reason}")
+            if not room():
+                raise _SearchEnd(f"the loopback RTSP server died at N={n} and the time cap leaves no retry")
+            say(f"  N={n:3d} again …")
+            st = run_step(n, copies, args, work)
+            steps.append(st)
+            if st.server_died:
+                raise _SearchEnd(f"the loopback RTSP server died twice at N={n}: no verdict there")
         estimate = max(estimate, st.wall_s * 1.15 + 5) if st.wall_s else estimate
         verdict = "sustained" if st.sustained else f"NOT sustained: {st.reason}"
         say(f"    fps min {_f(st.fps_min)}, lag p95 {_f(st.lag_p95_worst)} s (max {_f(st.lag_max)}), skips {st.skips}, "
@@ -447,19 +467,32 @@ def search(copies, args, work: Path, started: float, say) -> tuple[list[Step], s
             f"server {st.server_cores:.2f} cores, startup {_f(st.startup_s, '{:.1f}')} s → {verdict}")
         return st
 
-    if args.n:
-        for n in args.n:
-            if steps and not room():
-                return steps, f"time cap of {args.max_total_s:g} s reached before N={n}"
-            measure(n)
-        return steps, "fixed list of N"
+    try:
+        return steps, _search(args, measure, room)
+    except _SearchEnd as end:
+        return steps, str(end)
 
-    lo, hi, n = 0, None, args.start
+
+class _SearchEnd(Exception):
+    pass
+
+
+def _search(args: argparse.Namespace, measure, room) -> str:
+    """Doubling then bisection (or the fixed list); returns how it ended."""
+    if args.n:
+        for k, n in enumerate(args.n):
+            if k and not room():
+                return f"time cap of {args.max_total_s:g} s reached before N={n}"
+            measure(n)
+        return "fixed list of N"
+
+    lo, hi, n, first = 0, None, args.start, True
     while hi is None:
         if n > args.max_n:
-            return steps, f"every N up to --max-n {args.max_n} sustained"
-        if steps and not room():
-            return steps, f"time cap of {args.max_total_s:g} s reached while doubling (next N={n})"
+            return f"every N up to --max-n {args.max_n} sustained"
+        if not first and not room():
+            return f"time cap of {args.max_total_s:g} s reached while doubling (next N={n})"
+        first = False
         if measure(n).sustained:
             lo, n = n, n * 2
         else:
@@ -467,16 +500,17 @@ def search(copies, args, work: Path, started: float, say) -> tuple[list[Step], s
     while hi - lo > args.precision:
         mid = (lo + hi) // 2
         if not room():
-            return steps, f"time cap of {args.max_total_s:g} s reached while bisecting between {lo} and {hi}"
+            return f"time cap of {args.max_total_s:g} s reached while bisecting between {lo} and {hi}"
         if measure(mid).sustained:
             lo = mid
         else:
             hi = mid
-    return steps, f"bisected to {lo} sustained, {hi} not"
+    return f"bisected to {lo} sustained, {hi} not"
 
 
 def largest_sustained(steps: list[Step]) -> tuple[Step | None, Step | None]:
     """The largest sustained step with no failed step below it, and the smallest failed one."""
+    steps = [s for s in steps if not s.server_died]  # no verdict either way
     failed = [s for s in steps if not s.sustained]
     first_fail = min(failed, key=lambda s: s.n) if failed else None
     ok = [s for s in steps if s.sustained and (first_fail is None or s.n < first_fail.n)]
@@ -490,7 +524,8 @@ def render_table(steps: list[Step], cadence: float) -> list[str]:
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for s in sorted(steps, key=lambda s: s.n):
         if s.fps_min is None:
-            lines.append(f"| {s.n} | no: {s.reason} | – | – | – | – | – | – | – | – | {_f(s.startup_s, '{:.1f}')} |")
+            verdict = "no verdict" if s.server_died else "no"
+            lines.append(f"| {s.n} | {verdict}: {s.reason} | – | – | – | – | – | – | – | – | {_f(s.startup_s, '{:.1f}')} |")
             continue
         det = f"{_f(s.detector_ms_per_image, '{:.0f}')} ({_f(s.images_per_batch, '{:.1f}')})"
         lines.append(
@@ -530,10 +565,11 @@ def render_section(run: dict, steps: list[Step]) -> str:
     out += [f"Search: {run['ended']}; total {run['total_s']:.0f} s (cap {a['max_total_s']:g} s).", "",
             *render_table(steps, cadence), ""]
     out += [
-        f"- Each step: N cameras = N RTSP sessions to `tests/rtsp_server.py` (GstRtspServer on 127.0.0.1; each of the "
-        f"{len(run['clips']) * a['phases']} distinct streams loops its file in real time and is shared by the cameras "
-        "that play it, so the simulated cameras cost the machine little; every camera still has its own connection "
-        "and decoder in the runner), the real `citypatrol run --config …` as a child process with the default model "
+        "- Each step: N cameras served by `tests/rtsp_server.py` (GstRtspServer on 127.0.0.1, "
+        + ("each of the distinct copies looping in real time and shared by the cameras that play it; every camera "
+           "still has its own connection and decoder in the runner" if a["shared_streams"] else
+           "one stream per camera, each looping its file in real time")
+        + "), the real `citypatrol run --config …` as a child process with the default model "
         f"(`{run['model']}`), default cadence {cadence:g} s, one no-parking, no-vending and bin zone per camera, camera "
         "health on, SQLite store and evidence in a temporary folder, `/metrics` on. Measured after every camera "
         f"analysed a frame plus {a['settle_s']:g} s of settling, for {a['measure_s']:g} s (less where a clearly "
@@ -630,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lag-steps", type=float, default=2.0, help="lag limit in cadence steps (default 2)")
     ap.add_argument("--min-rate", type=float, default=0.9, help="analysed share of one frame per cadence required (default 0.9)")
     ap.add_argument("--status-interval-s", type=float, default=1.0, help="the runner's status rewrite interval (default 1 s)")
+    ap.add_argument("--shared-streams", action="store_true",
+                    help="one server stream per distinct copy, shared by its cameras (cheaper; GstRtspServer may abort when a client lags)")
     ap.add_argument("--clips", help="comma-separated sample video names (prefixes) to serve (default: every sample video)")
     ap.add_argument("--height", type=int, default=1080, help="lines of the H.264 copies (default 1080)")
     ap.add_argument("--gop-s", type=float, default=2.0, help="keyframe interval of the copies (default 2 s)")
