@@ -82,14 +82,18 @@ def detection_metrics(detector, data_yaml: Path, split: str = "val") -> dict:  #
     import cv2
     from ultralytics.utils.metrics import ap_per_class
 
+    from citypatrol.models.labelmaps import COCO, COCO_NAMES
+
     names, items = read_split(Path(data_yaml), split)
+    # detectors speak canonical classes; a COCO-labelled set's names are COCO's (dining table → table)
+    canon = [COCO.get(n, "") for n in names] if names == list(COCO_NAMES) else list(names)
     tps, confs, pcls, tcls = [], [], [], []
     for img_path, gt, gt_cls in items:
         image = cv2.imread(str(img_path))
         det = detector.detect([image])[0]
-        keep = np.array([c in names for c in det.class_name], dtype=bool)
+        keep = np.array([bool(c) and c in canon for c in det.class_name], dtype=bool)
         det = det[keep]
-        cls = np.array([names.index(c) for c in det.class_name], dtype=int)
+        cls = np.array([canon.index(c) for c in det.class_name], dtype=int)
         tps.append(match(det.xyxyn.astype(np.float64), cls, det.confidence, gt, gt_cls))
         confs.append(det.confidence)
         pcls.append(cls)

@@ -47,7 +47,7 @@ import numpy as np
 import yaml
 
 from citypatrol.annotate.evidence import crop_bounds
-from citypatrol.models.labelmaps import COCO
+from citypatrol.models.labelmaps import COCO, COCO_NAMES
 from citypatrol.models.training.dataset import CITY_CLASSES
 from citypatrol.models.verifier import NOT_A_PROBLEM, not_a_problem_label
 from citypatrol.pipeline.config import Category
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "citypatrol-export/1"
 DUP_BITS = 6  # dHash bits: the same camera's frames this close are the same picture (re-encoded, a passer-by)
-MATCH_MAX_DIFF = 14.0  # mean abs grey difference (0-255) for a clip frame to count as the crop's frame
+MATCH_MAX_DIFF = 12.0  # mean abs grey difference (0-255) where the crop sits for a clip frame to count as its frame
 WINDOW_S = 60.0
 
 CATEGORY_CLASS: dict[Category, str] = {
@@ -143,20 +143,34 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _patch(image: np.ndarray, bounds: tuple[int, int, int, int]) -> np.ndarray:
-    x1, y1, x2, y2 = bounds
-    return cv2.resize(cv2.cvtColor(image[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+def frame_from_clip(clip: Path, crop: np.ndarray, box: tuple[float, float, float, float],
+                    frame_size: tuple[int, int] | None = None) -> tuple[np.ndarray, float] | None:
+    """The clip frame that contains the clean crop, and the mean grey difference where it sits.
 
-
-def frame_from_clip(clip: Path, crop: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, float] | None:
-    """The clip frame whose box region best matches the clean crop, and its mean grey difference."""
-    target = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+    The crop is found by template matching around the case's box (the stored box is the case's
+    latest, a few pixels from where it was when the crop was cut); `frame_size` (w, h) of the
+    original frame scales the crop to the clip, which may be smaller.
+    """
+    grey_crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
     best: tuple[float, np.ndarray] | None = None
     try:
         with av.open(str(clip)) as c:
             for fr in c.decode(video=0):
                 img = fr.to_ndarray(format="bgr24")
-                diff = float(np.abs(_patch(img, crop_bounds(box, img.shape[1], img.shape[0])) - target).mean())
+                h, w = img.shape[:2]
+                scale = w / frame_size[0] if frame_size else 1.0
+                tmpl = grey_crop if abs(scale - 1.0) < 1e-3 else cv2.resize(
+                    grey_crop, (max(1, round(grey_crop.shape[1] * scale)), max(1, round(grey_crop.shape[0] * scale))),
+                    interpolation=cv2.INTER_AREA)
+                th, tw = tmpl.shape
+                x1, y1, x2, y2 = crop_bounds(box, w, h)
+                pad = max(th, tw) // 2 + 4
+                sx1, sy1, sx2, sy2 = max(0, x1 - pad), max(0, y1 - pad), min(w, x2 + pad), min(h, y2 + pad)
+                search = cv2.cvtColor(img[sy1:sy2, sx1:sx2], cv2.COLOR_BGR2GRAY)
+                if search.shape[0] < th or search.shape[1] < tw:
+                    continue
+                _, _, (mx, my), _ = cv2.minMaxLoc(cv2.matchTemplate(search, tmpl, cv2.TM_SQDIFF))  # least squared difference
+                diff = float(np.abs(search[my : my + th, mx : mx + tw].astype(np.float32) - tmpl.astype(np.float32)).mean())
                 if best is None or diff < best[0]:
                     best = (diff, img)
     except (av.FFmpegError, OSError) as exc:
@@ -194,8 +208,13 @@ def _evidence(record: CaseRecord, kind: EvidenceKind) -> list:
     return [e for e in record.evidence if e.kind is kind]
 
 
-def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, problems: Counter) -> Sample | None:
-    """The clean images of one case from its evidence (sha256-checked); None (with the reason counted) if unusable."""
+def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, problems: Counter,
+                opening_box: tuple[float, float, float, float] | None = None) -> Sample | None:
+    """The clean images of one case from its evidence (sha256-checked); None (with the reason counted) if unusable.
+
+    The label box is the box the case opened with (drawn on its evidence, which the reviewer judged),
+    else the case's latest box.
+    """
     crops = sorted(_evidence(record, EvidenceKind.crop), key=lambda e: (Path(e.path).name != "frame_crop.jpg", e.path))
     if not crops:
         problems["no crop evidence"] += 1
@@ -221,21 +240,24 @@ def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, prob
     if crop is None:
         problems["crop unreadable"] += 1
         return None
-    box = record.case.box
+    box = opening_box or record.case.box
     cls = detector_class(record)
     stem = Path(crops[0].path).name.removesuffix("_crop.jpg")
-    clips = _evidence(record, EvidenceKind.clip)
-    if clips and stem == "frame" and (clip_path := checked(clips[0])) is not None:
-        found = frame_from_clip(clip_path, crop, box)
-        if found is not None:
-            return Sample(record, decision, cls, found[0], box, crop, "clip", used, round(found[1], 2))
-        used.pop(clips[0].path, None)
     frames = [e for e in _evidence(record, EvidenceKind.frame) if Path(e.path).name == f"{stem}.jpg"]
     frame_path = checked(frames[0]) if frames else None
-    if frame_path is None:
+    # only its size: the annotated frame is never a training image
+    size = cv2.imread(str(frame_path)).shape[1::-1] if frame_path is not None else None
+    clips = _evidence(record, EvidenceKind.clip)
+    if clips and stem == "frame" and (clip_path := checked(clips[0])) is not None:
+        found = frame_from_clip(clip_path, crop, box, size)
+        if found is not None:
+            used.pop(frames[0].path, None) if frames else None
+            return Sample(record, decision, cls, found[0], box, crop, "clip", used, round(found[1], 2))
+        used.pop(clips[0].path, None)
+    if size is None:
         problems["no clean frame and no frame size for the crop"] += 1
         return None
-    h, w = cv2.imread(str(frame_path)).shape[:2]  # only its size: the annotated frame is never a training image
+    w, h = size
     x1, y1, x2, y2 = crop_bounds(box, w, h)
     ch, cw = crop.shape[:2]
     bx = ((box[0] * w - x1) / cw, (box[1] * h - y1) / ch, (box[2] * w - x1) / cw, (box[3] * h - y1) / ch)
@@ -309,6 +331,21 @@ def group_and_split(cameras: list[str], times: list[datetime], dhashes: list[int
 # -- the export -----------------------------------------------------------------------------------
 
 
+def class_names(classes: list[str] | None, positives: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The dataset's class names in id order, and canonical class → dataset label where they differ.
+
+    `["coco"]`: the 80 COCO labels in COCO order, so fine-tuning the COCO detector keeps its whole
+    head (and every class it had); canonical names map back to COCO's (table → dining table).
+    `["city"]`: the city model's classes. A list: those names. None: the positives' classes.
+    """
+    if classes == ["coco"]:
+        return list(COCO_NAMES), {canon: label for label, canon in COCO.items()}
+    if classes == ["city"]:
+        return list(CITY_CLASSES), {}
+    return (list(classes) if classes else positives), {}
+
+
+
 @dataclass
 class ExportResult:
     out: Path
@@ -327,7 +364,8 @@ def _iou(a, b) -> float:  # noqa: ANN001
 
 def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, since: datetime | None = None,
                    until: datetime | None = None, classes: list[str] | None = None, val_fraction: float = 0.2,
-                   seed: int = 0, window_s: float = WINDOW_S, source: str = "") -> ExportResult:
+                   seed: int = 0, window_s: float = WINDOW_S, source: str = "",
+                   opening_boxes: dict[str, tuple[float, float, float, float]] | None = None) -> ExportResult:
     """Write the export for these stored cases (decisions in [since, until)); see the module doc."""
     evidence_dir, out = Path(evidence_dir), Path(out)
     problems: Counter[str] = Counter()
@@ -344,7 +382,7 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         if d.reason_kind not in ("confirm", "not_problem", "compliant"):
             skipped[f"reject: {d.reason_kind}"] += 1
             continue
-        s = load_sample(r, d, evidence_dir, problems)
+        s = load_sample(r, d, evidence_dir, problems, (opening_boxes or {}).get(r.case_id))
         if s is None:
             skipped["evidence unusable"] += 1
             continue
@@ -358,7 +396,7 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         s.image_key, s.group = img, grp
 
     positives = sorted({s.cls for s in samples if s.decision.reason_kind in ("confirm", "compliant")})
-    names = list(classes) if classes else positives
+    names, to_label = class_names(classes, positives)
     for sub in ("images", "labels", "crops", "annotations"):
         shutil.rmtree(out / sub, ignore_errors=True)
     for part in ("train", "val"):
@@ -383,12 +421,13 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         neg = [(m.cls, m.box, m) for m in members if m.decision.reason_kind == "not_problem"]
         labels: list[tuple[str, tuple]] = []
         for cls, box, m in pos:
+            cls = to_label.get(cls, cls)
             if cls not in names:
                 not_in_classes += 1
                 continue
             if any(c == cls and _iou(box, b) > 0.7 for c, b in labels):
                 continue  # the same object decided twice (e.g. a reopened case)
-            if any(c == cls and _iou(box, b) > 0.5 for c, b, _ in neg):
+            if any(to_label.get(c, c) == cls and _iou(box, b) > 0.5 for c, b, _ in neg):
                 conflicts += 1
                 continue  # confirmed in one case, called a false alarm in another: leave it out
             labels.append((cls, box))
@@ -491,4 +530,17 @@ def export_from_store(db_url: str, evidence_dir: Path, out: Path, **kw) -> Expor
             if len(page) < 1000:
                 break
             offset += 1000
-    return export_dataset(records, evidence_dir, out, source=redact(db_url), **kw)
+        opening = opening_boxes(store.engine)
+    return export_dataset(records, evidence_dir, out, source=redact(db_url), opening_boxes=opening, **kw)
+
+
+def opening_boxes(engine) -> dict[str, tuple[float, float, float, float]]:  # noqa: ANN001
+    """Each case's first sighting box: where the problem was when the case opened and its evidence was cut."""
+    from sqlalchemy import text
+
+    out: dict[str, tuple[float, float, float, float]] = {}
+    with engine.connect() as conn:
+        for case_id, x1, y1, x2, y2 in conn.execute(text(
+                "SELECT case_id, x1, y1, x2, y2 FROM case_sightings ORDER BY case_id, pts, id")):
+            out.setdefault(case_id, (float(x1), float(y1), float(x2), float(y2)))
+    return out
