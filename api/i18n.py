@@ -54,6 +54,7 @@ _T: dict[str, tuple[str, str]] = {
     "case.events": ("目击次数", "Sightings"),
     "case.status": ("状态", "Status"),
     "case.detail": ("说明", "Detail"),
+    "case.model": ("识别模型", "Model"),
     "case.history": ("处理记录", "History"),
     "case.crop": ("局部", "Close-up"),
     "case.noimage": ("暂无证据图片", "No evidence image yet"),

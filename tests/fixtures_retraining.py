@@ -113,6 +113,7 @@ def decided(seeded: Seeded) -> Decided:
                     {"false": d.rejected_false, "compliant": d.rejected_compliant, "unclear": d.skipped}[what].append(case_id)
                 assert r.status_code == 200, r.text
                 assert r.json()["history"][-1]["actor"] == f"user:{REVIEWER}"
+                assert r.json()["model"] == seeded.batch.model  # the case detail names the model that made it
     finally:
         server.stop()
         store.close()

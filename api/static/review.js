@@ -131,6 +131,7 @@
       [t("case.status"), t("status." + c.status)],
     ];
     if (c.detail) rows.push([t("case.detail"), c.detail]);
+    if (d && d.model) rows.push([t("case.model"), d.model]); // which model version made the case
     const info = [
       h("h2", { class: "case-title" }, cat.label),
       h("p", { class: "case-id muted", text: c.case_id }),
