@@ -345,7 +345,7 @@ class Casekeeper:
         group = self.d.casekeeper_group
         ensure_group(self.r, shard.stream, group)
         if self.replay:
-            self.r.xgroup_setid(shard.stream, group, id="0")
+            self.r.xgroup_setid(shard.stream, group, id="0", entries_read=0)
         taken = autoclaim_all(self.r, shard.stream, group, self.id, min_idle_ms=0)  # we hold the lease: all of it is ours
         cases = self._retry_db(lambda: self.store.unclosed_cases(), f"restoring shard {shard.k}")
         if cases is None:

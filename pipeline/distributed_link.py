@@ -100,7 +100,7 @@ class WorkerLink(threading.Thread):
         self.orders: queue.Queue[StartCamera | StopCamera | StartSegment] = queue.Queue()
         self.stats = LinkStats()
         self.draining = threading.Event()  # stop claiming; publish what is left; release cameras as they close
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._cond = threading.Condition()
         self._outbox: deque[_Frame | _Segment | _Closed] = deque()
         self._held: dict[str, _Held] = {}
@@ -136,7 +136,7 @@ class WorkerLink(threading.Thread):
             return not self._outbox and not self._held
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         with self._cond:
             self._cond.notify_all()
 
@@ -161,7 +161,7 @@ class WorkerLink(threading.Thread):
     def run(self) -> None:
         backoff = Backoff(self.d.retry_max_s)
         beat_s = self.d.heartbeat_ms / 1000
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 if time.monotonic() >= self._next_beat:
                     self._heartbeat()
@@ -175,15 +175,15 @@ class WorkerLink(threading.Thread):
                 self._connected_at = None
                 self._beats_since_connect = 0
                 self._next_beat = 0.0  # confirm ownership first thing after reconnecting
-                backoff.wait(self._stop)
+                backoff.wait(self._halt)
                 continue
             except Exception:  # a bug must not silently stop the worker's Redis side
                 log.exception("worker link failed; retrying")
                 self._next_beat = 0.0
-                backoff.wait(self._stop)
+                backoff.wait(self._halt)
                 continue
             with self._cond:
-                if not self._outbox and not self._stop.is_set():
+                if not self._outbox and not self._halt.is_set():
                     self._cond.wait(max(0.0, min(beat_s, self._next_beat - time.monotonic())))
         try:
             self.members.leave()
@@ -260,6 +260,8 @@ class WorkerLink(threading.Thread):
             # first what a dead worker left (idle longer than a lease), then new tasks
             _, entries, *_ = self.r.xautoclaim(stream, group, self.worker_id, min_idle_time=self.d.lease_ms, start_id="0-0", count=free)
             entries = [e for e in entries if e and e[1]]
+            if entries:
+                log.info("%d segment task(s) taken over from a worker that stopped renewing them", len(entries))
             if len(entries) < free:
                 reply = self.r.xreadgroup(group, self.worker_id, {stream: ">"}, count=free - len(entries))
                 entries += [e for _, es in reply for e in es]

@@ -169,11 +169,12 @@ def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
 
 
 def autoclaim_all(r: redis.Redis, stream: str, group: str, consumer: str, min_idle_ms: int) -> int:
-    """XAUTOCLAIM every pending entry idle at least `min_idle_ms` to `consumer` (ids only); how many."""
+    """XAUTOCLAIM every pending entry idle at least `min_idle_ms` to `consumer`; how many.
+    (Not JUSTID: redis-py then drops the cursor that says whether more are left.)"""
     start, claimed = "0-0", 0
     while True:
-        reply = r.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, start_id=start, count=500, justid=True)
-        start, ids = reply[0], reply[1]
-        claimed += len(ids)
+        reply = r.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, start_id=start, count=500)
+        start, entries = reply[0], reply[1]
+        claimed += len(entries)
         if start in (b"0-0", "0-0"):
             return claimed
