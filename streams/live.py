@@ -154,13 +154,17 @@ class LiveSource(Source):
             options = {"rtsp_transport": opt.transport, "timeout": str(int(opt.read_timeout_s * 1e6))}
         t = time.monotonic()
         try:
-            container = av.open(self.source, options=options, timeout=(opt.open_timeout_s, opt.read_timeout_s))
+            container = av.open(self.source, options=options, timeout=(opt.open_timeout_s, opt.read_timeout_s),
+                                metadata_errors="replace")  # a camera's garbled tags must not kill the reader
         except (av.error.FFmpegError, OSError) as exc:
             reason = explain_live_failure(exc, time.monotonic() - t, opt.open_timeout_s)
             raise self._fail_or_note(reason) from None
         if not container.streams.video:
             container.close()
             raise self._fail_or_note("the stream has no video")
+        if container.streams.video[0].codec_context is None:
+            container.close()
+            raise self._fail_or_note("the stream's video has no codec FFmpeg knows")
         return container
 
     def _fail_or_note(self, reason: str) -> SourceError:

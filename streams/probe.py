@@ -17,7 +17,7 @@ def duration_s(path: str | Path) -> float | None:
         known = [d for d in parts if d]
         return sum(known) if known else None
     try:
-        with av.open(str(p)) as container:
+        with av.open(str(p), metadata_errors="replace") as container:
             if container.duration and container.duration > 0:
                 return container.duration / 1_000_000
             stream = container.streams.video[0] if container.streams.video else None

@@ -102,12 +102,16 @@ class VideoFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._container = av.open(str(path))
+            # metadata_errors="replace": a damaged tag (undecodable bytes) must not stop the footage
+            self._container = av.open(str(path), metadata_errors="replace")
         except (av.error.FFmpegError, OSError) as exc:
             raise UnreadableFile(explain_open_failure(path, exc)) from None
         if not self._container.streams.video:
             self._container.close()
             raise UnreadableFile("has no video stream")
+        if self._container.streams.video[0].codec_context is None:  # a damaged header names no known codec
+            self._container.close()
+            raise UnreadableFile("its video stream has no codec FFmpeg knows (damaged header?)")
         self._stream = self._container.streams.video[0]
         d = self._container.duration
         self.duration_s: float | None = d / 1_000_000 if d and d > 0 else None
