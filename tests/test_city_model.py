@@ -16,7 +16,7 @@ import pytest
 from citypatrol.models.assets import resolve_asset, sha256_file
 from citypatrol.models.registry import load_registry
 from citypatrol.models.training.dataset import CITY_CLASSES, build_city_dataset
-from citypatrol.pipeline.config import DetectorConfig, ModelsConfig
+from citypatrol.pipeline.config import ModelsConfig
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "citypatrol-city"
@@ -53,7 +53,8 @@ def city_dataset(tmp_path_factory, assets) -> Path:
 def city_detector(assets):
     from citypatrol.models.detector import Detector
 
-    return Detector(DetectorConfig(name="city", weights=MODEL, imgsz=load_registry().get(MODEL).imgsz))
+    (cfg,) = [d for d in ModelsConfig().detectors if d.name == "city"]  # as shipped: imgsz 384, conf 0.45
+    return Detector(cfg)
 
 
 def _image(assets: Path, rel: str) -> np.ndarray:
@@ -128,8 +129,9 @@ def test_release_weights_are_registered_and_small():
 
 
 def test_default_config_runs_city_model_beside_coco():
-    names = {d.name: d.weights for d in ModelsConfig().detectors}
-    assert names.get("city") == MODEL and "coco" in names
+    detectors = {d.name: d for d in ModelsConfig().detectors}
+    assert detectors["city"].weights == MODEL and "coco" in detectors
+    assert detectors["city"].imgsz == load_registry().get(MODEL).imgsz  # larger sizes add false bins on footage
 
 
 def test_city_model_emits_canonical_classes(city_detector):
