@@ -95,9 +95,11 @@ def latency(weights: Path, imgsz: int = 384, out: Path = Path("/tmp/citypatrol-e
             backends[fmt] = found[0]
         else:
             backends[fmt] = export_weights(weights, fmt, target, imgsz=imgsz, dynamic=False)
-    res = {"image": str(img_path), "image_shape": list(img.shape), "imgsz": imgsz, "threads": torch.get_num_threads()}
+    res = {"image": str(img_path), "image_shape": list(img.shape), "imgsz": imgsz}
     for name, path in backends.items():
+        torch.set_num_threads(os.cpu_count() or 2)  # exporters may leave torch at 1 thread
         res[name] = _time_predict(YOLO(str(path), task="detect"), img, imgsz, runs, warmup)
+        res[name]["torch_threads"] = torch.get_num_threads()
         res[name]["size_bytes"] = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) if Path(path).is_dir() else Path(path).stat().st_size
     if coco:
         coco_ov = asset_mirror() / "models/yolo11n_int8_openvino_model"
