@@ -8,10 +8,12 @@ but the health check and the sign-in page; no Swagger page, which would load fil
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -49,6 +51,7 @@ from citypatrol.pipeline.store_users import UserStore
 
 API = "/api/v1"
 STATIC = Path(__file__).resolve().parent / "static"
+MAX_BODY_BYTES = 2 * 1024 * 1024  # the largest real request (a camera's 64 zones) is a few hundred kB
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self'; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
@@ -56,9 +59,21 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self'; style-
 def create_app(config: Config, store: Store, evidence_dir: Path, *, health: HealthProvider | None = None,
                limiter: LoginLimiter | None = None, stream_max_s: float = 600.0) -> FastAPI:
     """The app over an open store; evidence files are served from under `evidence_dir` only."""
+    # bodies over MAX_BODY_BYTES are refused with 413 before they are read into memory (FastAPI ≥ 0.165)
+    limit = {"max_body_size": MAX_BODY_BYTES} if "max_body_size" in inspect.signature(FastAPI).parameters else {}
     app = FastAPI(title="citypatrol review center", version="1", openapi_url=None, docs_url=None, redoc_url=None,
                   description="Review, statistics and administration of the cases citypatrol files. "
-                              "Sign in with a session (cookie + X-CSRF-Token on changes) or an API token (Bearer).")
+                              "Sign in with a session (cookie + X-CSRF-Token on changes) or an API token (Bearer).",
+                  **limit)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with where and why, never the input itself: it may be a password, or a value JSON cannot
+        carry back (1e999 parses as infinity, and echoing it made a 500)."""
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     app.state.cp = AppState(
         config=config, store=store, review=ReviewStore(store.engine, config.codes), users=UserStore(store.engine),
         evidence_dir=Path(evidence_dir), health=health, live_poll_s=config.api.live_poll_s, stream_max_s=stream_max_s,
