@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 export CITYPATROL_ASSET_MIRROR ?= $(abspath ../shared/assets)
 
-.PHONY: demo test install system-deps clean bench
+.PHONY: demo test install system-deps clean bench bench-live soak
 
 # Debian packages: ffmpeg (test files), GStreamer RTSP server (loopback RTSP tests), Chromium (UI tests).
 SYSTEM_PKGS := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
@@ -24,8 +24,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[test]'
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PIP) install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,6 +38,14 @@ test: install system-deps
 
 bench: install system-deps
 	$(PY) benchmarks/bench_ingest.py
+
+bench-live: install system-deps
+	$(PY) benchmarks/bench_live.py
+
+# The live stack on loopback RTSP cameras for SOAK_MINUTES; memory growth, lag, errors into benchmarks/RESULTS.md.
+SOAK_MINUTES ?= 10
+soak: install system-deps
+	$(PY) benchmarks/soak.py --minutes $(SOAK_MINUTES) --write
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -527,15 +527,16 @@ def render_section(run: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_results(path: Path, section: str) -> None:
+def write_results(path: Path, section: str, start: str = MARK_START, end: str = MARK_END) -> None:
+    """Replace a benchmark's section (between its markers) of `path`, or append it; everything else stays as it is."""
     if path.is_file():
         text = path.read_text(encoding="utf-8")
     else:
         text = ("# citypatrol benchmark results\n\nEach benchmark in `benchmarks/` writes its own section below "
                 "(between its markers) when run with `--write`.\n\n")
-    if MARK_START in text and MARK_END in text:
-        before, rest = text.split(MARK_START, 1)
-        after = rest.split(MARK_END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
         text = before + section + ("\n" + after if after else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section

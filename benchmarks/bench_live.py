@@ -71,6 +71,7 @@ CLIENT_EXE = [sys.executable, "-m", "citypatrol.pipeline.cli"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import ProcessWatch, _top_processes, machine_info  # noqa: E402  (same machine record)
+from bench_ingest import write_results as write_section  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,8 +154,8 @@ def free_port() -> int:
 class RtspServer:
     """tests/rtsp_server.py as a child process: each mount a looping live camera, shared by its clients."""
 
-    def __init__(self, cameras: dict[str, Path], log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, cameras: dict[str, Path], log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), *(f"{k}={v}" for k, v in cameras.items())]
         with open(log, "ab") as err:
             # stdin stays open: the server exits by itself if this process dies.
@@ -625,19 +626,8 @@ def _marginal(steps: list[Step]) -> dict | None:
 
 
 def write_results(path: Path, section: str) -> None:
-    """Replace this benchmark's section of `path` (or append it); everything else stays as it is."""
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-    else:
-        text = ("# citypatrol benchmark results\n\nEach benchmark in `benchmarks/` writes its own section below "
-                "(between its markers) when run with `--write`.\n\n")
-    if MARK_START in text and MARK_END in text:
-        before, rest = text.split(MARK_START, 1)
-        after = rest.split(MARK_END, 1)[1].lstrip("\n")
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    """Replace this benchmark's section of `path` (or append it)."""
+    write_section(path, section, MARK_START, MARK_END)
 
 
 def _ffmpeg_version() -> str:

@@ -7,11 +7,9 @@ Use from a test module:  from tests.fixtures_api import api_server, db_url, evid
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,8 +19,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from citypatrol.annotate.evidence import write_case_images, write_clip_from_file
 from citypatrol.api.app import create_app
@@ -33,8 +29,8 @@ from citypatrol.pipeline.store_users import Role, UserStore
 from citypatrol.pipeline.types import Case, CaseStatus, Event
 from tests.conftest import ASSETS, SAMPLE_VIDEOS
 from tests.footage import PARKED_BAYS, PARKED_CARS, frame_at
+from tests.fixtures_db import PG_URL, db_url, pg_admin  # noqa: F401  (fixtures)
 
-PG_URL = os.environ.get("CITYPATROL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PASSWORD = {r: f"{r}-pass-{'x' * 6}" for r in ("reviewer", "analyst", "admin")}
 
 
@@ -124,35 +120,6 @@ def add_case(store: Store, config: Config, s: SeedCase, files: list[tuple[str, s
     store.open_case(case, event, codes=config.codes, location=cam.location)
     for kind, rel, sha, size in files:
         store.add_evidence(s.case_id, kind, rel, sha, size)
-
-
-@pytest.fixture(scope="session")
-def pg_admin():
-    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        pytest.fail(f"PostgreSQL for the API tests is not reachable at {make_url(PG_URL).render_as_string(hide_password=True)}: {exc}")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'review.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin")
-    schema = f"cp_api_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 class LiveServer:

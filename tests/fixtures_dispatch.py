@@ -7,67 +7,27 @@ Use from a test module:
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from citypatrol.api.routes_dispatch import FULL_PATH, create_callback_app
 from citypatrol.pipeline.case_states import opened_row
 from citypatrol.pipeline.config import Camera, Category, Config, DispatchConfig, Location
 from citypatrol.pipeline.dispatch_sim import DispatchSimulator
 from citypatrol.pipeline.review_policy import ReviewPolicy
-from citypatrol.pipeline.store import Store, open_store
+from citypatrol.pipeline.store import Store
 from citypatrol.pipeline.types import Case, CaseStatus
+from tests.fixtures_db import PG_URL, db_url, pg_admin, store  # noqa: F401, F811  (fixtures)
 
-PG_URL = os.environ.get("CITYPATROL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SECRET = "test-dispatch-key-" + "k" * 16
 T0 = datetime(2025, 5, 6, 2, 0, tzinfo=UTC)  # Tuesday 10:00 in Asia/Shanghai
 BOX = (0.60, 0.61, 0.68, 0.71)
-
-
-@pytest.fixture(scope="session")
-def pg_admin():
-    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        pytest.fail(f"PostgreSQL for the dispatch tests is not reachable at {make_url(PG_URL).render_as_string(hide_password=True)}: {exc}")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cases.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin")
-    schema = f"cp_dispatch_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
-
-@pytest.fixture
-def store(db_url) -> Iterator[Store]:
-    s = open_store(db_url)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -41,7 +41,6 @@ import redis
 import yaml
 from fixtures_streams import rtsp_server_factory  # noqa: F401
 from footage import PARKED_BAYS, PARKED_CARS, PARKING, encode, frame_at
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from citypatrol.models.detector import load_detectors
@@ -65,9 +64,9 @@ from citypatrol.pipeline.evaluation import box_iou
 from citypatrol.pipeline.store import open_store
 from citypatrol.pipeline.store_records import CaseRecord
 from citypatrol.pipeline.types import Event
+from tests.fixtures_db import pg_schema, schema_url
 
 REDIS_URL = os.environ.get("CITYPATROL_TEST_REDIS", "redis://127.0.0.1:6379/0")
-PG_URL = os.environ.get("CITYPATROL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 EXE = [sys.executable, "-m", "citypatrol.pipeline.cli"]
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
                "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]  # fmt: skip
@@ -187,18 +186,8 @@ def prefix(rds: redis.Redis):
 
 @pytest.fixture
 def pg_url():
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    schema = f"cp_dist_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        pytest.fail(f"PostgreSQL for the distributed tests is not reachable: {exc}")
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with pg_schema("cp_dist") as schema:
+        yield schema_url(schema)
 
 
 @pytest.fixture(scope="module")
@@ -373,15 +362,15 @@ def test_two_workers_failover_replay_and_redis_restart(tmp_path, rds, prefix, pg
     keys = Keys.of(config.distributed)
     group = config.distributed.casekeeper_group
 
-    # the undisturbed run: the same footage analysed by the batch runner
-    reference = _reference(config, [_camera("ref", str(parked_stream))], tmp_path, detector)
-    assert len(reference) >= 2, "the parked cars in the bays are the cases"
-
     keeper = Proc("casekeeper", ["casekeeper", "-c", str(config_file), "--id", "k1"], tmp_path)
     w1 = Proc("w1", ["worker", "-c", str(config_file), "--id", "w1"], tmp_path)
     w2 = Proc("w2", ["worker", "-c", str(config_file), "--id", "w2"], tmp_path)
     procs = [keeper, w1, w2]
     try:
+        # the undisturbed run, while they start: the same footage analysed by the batch runner
+        reference = _reference(config, [_camera("ref", str(parked_stream))], tmp_path, detector)
+        assert len(reference) >= 2, "the parked cars in the bays are the cases"
+
         # two workers share four cameras evenly
         _wait("two cameras per worker", lambda: sorted(map(str, _owners(rds, keys, names).values())) == ["w1", "w1", "w2", "w2"], 60, procs)
         by_cam = lambda: {n: [c for c in _cases(pg_url) if c.case.camera_id == n] for n in names}  # noqa: E731
@@ -618,16 +607,17 @@ def test_batch_queue_segments_over_workers_with_a_worker_killed(tmp_path, rds, p
     config_file.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     config = Config.model_validate(cfg)
     keys = Keys.of(config.distributed)
-    reference = _reference(config, [c.model_copy(update={"enabled": True}) for c in cams], tmp_path, detector)
-    assert {r.case.camera_id for r in reference} == {"late", "early"}
-    assert all(r.case.opened_pts > 12 for r in reference if r.case.camera_id == "late")  # opened after the boundary
-
     keeper = Proc("casekeeper", ["casekeeper", "-c", str(config_file), "--id", "k1"], tmp_path)
     w1 = Proc("w1", ["worker", "-c", str(config_file), "--id", "w1"], tmp_path)
     w2 = Proc("w2", ["worker", "-c", str(config_file), "--id", "w2"], tmp_path)
     procs = [keeper, w1, w2]
     queue = None
     try:
+        # the single batch run over each whole file, while they start
+        reference = _reference(config, [c.model_copy(update={"enabled": True}) for c in cams], tmp_path, detector)
+        assert {r.case.camera_id for r in reference} == {"late", "early"}
+        assert all(r.case.opened_pts > 12 for r in reference if r.case.camera_id == "late")  # opened after the boundary
+
         _wait("both workers up", lambda: rds.zcard(keys.workers) == 2, 60, procs)
         queue = Proc("batch-queue", ["batch-queue", "-c", str(config_file), "--wait", "--timeout", "150", str(late), str(early)], tmp_path)
         # every worker takes segments; one is killed while it holds a task

@@ -7,10 +7,7 @@ Set CITYPATROL_TEST_POSTGRES to point at another server.
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -18,8 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from citypatrol.pipeline.config import Camera, Category, CodeEntry, Location
 from citypatrol.pipeline.store import Store, open_store
@@ -35,46 +31,10 @@ from citypatrol.pipeline.store_records import (
 from citypatrol.pipeline.store_engine import MIGRATIONS
 from citypatrol.pipeline.store_tables import metadata
 from citypatrol.pipeline.types import Case, CaseStatus, Event
+from tests.fixtures_db import PG_URL, db_url, pg_admin, store  # noqa: F401, F811  (fixtures)
 
-PG_URL = os.environ.get("CITYPATROL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 BOX = (0.10, 0.20, 0.30, 0.40)
-
-
-@pytest.fixture(scope="session")
-def pg_admin():
-    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # the store tests must run on PostgreSQL too: say why they cannot
-        pytest.fail(f"PostgreSQL for the store tests is not reachable at {make_url(PG_URL).render_as_string(hide_password=True)}: {exc}")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cases.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin")
-    schema = f"cp_store_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
-
-@pytest.fixture
-def store(db_url) -> Iterator[Store]:
-    s = open_store(db_url)
-    yield s
-    s.close()
 
 
 def make_case(case_id: str = "c1", *, camera: str = "cam1", category: Category = Category.illegal_parking,

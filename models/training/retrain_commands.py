@@ -35,7 +35,7 @@ def export_cmd(
     out: Path = typer.Option(..., "--out", help="Export folder (its images/labels/crops are rebuilt)."),
     since: Optional[str] = typer.Option(None, help="Decisions at or after this time (ISO; UTC if no zone)."),
     until: Optional[str] = typer.Option(None, help="Decisions before this time."),
-    classes: Optional[str] = typer.Option(None, help="Comma-separated class list in id order (default: the positives' classes)."),
+    classes: Optional[str] = typer.Option(None, help="coco (the 80 COCO labels: fine-tune the COCO model keeping its head), city, or a comma-separated list in id order (default: the positives' classes)."),
     val_fraction: float = typer.Option(0.2, min=0.0, max=0.9),
     seed: int = typer.Option(0),
     window_s: float = typer.Option(60.0, help="Cases of one camera closer than this share a split group."),

@@ -15,14 +15,12 @@ import shutil
 import subprocess
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from citypatrol.models.detections import Detections
 from citypatrol.pipeline.analyzer import FrameResult
@@ -33,8 +31,8 @@ from citypatrol.pipeline.store import open_store
 from citypatrol.pipeline.store_schema import CaseRow
 from citypatrol.pipeline.types import Event
 from citypatrol.streams.frame import Frame
+from tests.fixtures_db import pg_schema, schema_url
 
-PG_URL = os.environ.get("CITYPATROL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 T0 = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 CASES = 60  # distinct places: each opens a case …
 SIGHTINGS = 4  # … and is seen again this many times in all
@@ -51,31 +49,8 @@ def _cluster() -> list[str]:
 
 @pytest.fixture
 def pg_schema_url():
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {make_url(PG_URL).render_as_string(hide_password=True)}: {exc}")
-    schema = f"cp_fault_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    finally:
-        admin.dispose()
-        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-        deadline = time.monotonic() + 60
-        while True:  # the server may still be starting when the test fails early
-            try:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        admin.dispose()
+    with pg_schema("cp_fault", drop_wait_s=60) as schema:  # the server may still be starting when a test fails early
+        yield schema_url(schema)
 
 
 def _box(i: int) -> tuple[float, float, float, float]:
