@@ -19,8 +19,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from citypatrol.models.detections import Detections
+from citypatrol.pipeline.boxes import iou_matrix
 
 
 @dataclass(frozen=True)
@@ -32,25 +32,13 @@ class Disagreement:
     other_best: float  # the other model's best score for that class at IoU ≥ 0.3 (0 = nothing there)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
-
-
 def disagreements(current: Detections, candidate: Detections, *, min_score: float = 0.5, iou: float = 0.5,
                   classes: frozenset[str] | None = None) -> list[Disagreement]:
     """What one model reports (score ≥ min_score) that the other does not (same class, IoU ≥ iou, any score)."""
     out: list[Disagreement] = []
     for kind, a, b in (("candidate misses", current, candidate), ("candidate adds", candidate, current)):
         an, bn = a.xyxyn, b.xyxyn
-        m = _iou(an, bn) * (a.class_name[:, None] == b.class_name[None, :]) if len(a) and len(b) else np.zeros((len(a), len(b)))
+        m = iou_matrix(an, bn) * (a.class_name[:, None] == b.class_name[None, :]) if len(a) and len(b) else np.zeros((len(a), len(b)))
         for i in range(len(a)):
             cls = str(a.class_name[i])
             if a.confidence[i] < min_score or (classes is not None and cls not in classes):

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from citypatrol.pipeline.boxes import box_iou, box_overlap_min
 from citypatrol.pipeline.case_states import can_transition, opened_row, transition
 from citypatrol.pipeline.config import CasesConfig, Category, Config
 from citypatrol.pipeline.types import Box, Case, CaseStatus, Event
@@ -82,24 +83,13 @@ def case_id_for(camera_id: str, category: Category, opened_pts: float, box: Box)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def box_iou(a: Box, b: Box) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _overlap(a: Box, b: Box, min_share: float = 0.3) -> bool:
     """One box mostly covers the other (intersection ≥ `min_share` of the smaller box).
 
     A car that shuffled in its spot, or a box cut short by an occlusion, still joins its case;
     a neighbour parked beside it, whose box only touches, does not.
     """
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return smaller > 0 and iw * ih >= min_share * smaller
+    return box_overlap_min(a, b) >= min_share
 
 
 class CaseBuilder:

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from citypatrol.pipeline.boxes import box_iou, box_overlap_min
 from citypatrol.pipeline.config import Camera, Category
 from citypatrol.pipeline.configfile import ConfigError, ConfigIssue, format_path
 from citypatrol.pipeline.types import Box
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class TruthItem(BaseModel):
@@ -72,22 +72,6 @@ class ScoredCase:
     category: Category
     box: Box
     opened_pts: float
-
-
-def box_iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def box_overlap_min(a: Box, b: Box) -> float:
-    """Intersection over the smaller box: 1.0 when one box sits inside the other."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return ix * iy / smaller if smaller > 0 else 0.0
 
 
 def boxes_match(a: Box, b: Box, min_iou: float = 0.2, min_overlap: float = 0.5) -> bool:

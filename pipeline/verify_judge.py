@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-
 from citypatrol.models.detections import Detections
-from citypatrol.pipeline.casebuilder import box_iou
+from citypatrol.pipeline.boxes import box_iou
 from citypatrol.pipeline.config import Category, Rules, VerifyConfig
 from citypatrol.pipeline.types import Box
 

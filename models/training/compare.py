@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
+from citypatrol.pipeline.boxes import iou_matrix
 from citypatrol.pipeline.config import Config
 
 log = logging.getLogger(__name__)
@@ -29,24 +29,12 @@ IOUS = np.linspace(0.5, 0.95, 10)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
-
-
 def match(pred_xyxy: np.ndarray, pred_cls: np.ndarray, conf: np.ndarray, gt_xyxy: np.ndarray, gt_cls: np.ndarray) -> np.ndarray:
     """(N, 10) true-positive flags at IoU 0.50:0.95: each label matched once, by the highest-confidence prediction first."""
     tp = np.zeros((len(pred_xyxy), len(IOUS)), dtype=bool)
     if len(pred_xyxy) == 0 or len(gt_xyxy) == 0:
         return tp
-    iou = _iou_matrix(pred_xyxy, gt_xyxy) * (pred_cls[:, None] == gt_cls[None, :])
+    iou = iou_matrix(pred_xyxy, gt_xyxy) * (pred_cls[:, None] == gt_cls[None, :])
     order = np.argsort(-conf)
     for k, t in enumerate(IOUS):
         used = np.zeros(len(gt_xyxy), dtype=bool)
@@ -80,9 +68,8 @@ def read_split(data_yaml: Path, split: str = "val") -> tuple[list[str], list[tup
 def detection_metrics(detector, data_yaml: Path, split: str = "val") -> dict:  # noqa: ANN001  (a MultiDetector)
     """Precision, recall, mAP50, mAP50-95 (overall and per class) of `detector` on the split's labels."""
     import cv2
-    from ultralytics.utils.metrics import ap_per_class
-
     from citypatrol.models.labelmaps import COCO, COCO_NAMES
+    from ultralytics.utils.metrics import ap_per_class
 
     names, items = read_split(Path(data_yaml), split)
     # detectors speak canonical classes; a COCO-labelled set's names are COCO's (dining table → table)

@@ -45,11 +45,11 @@ import av
 import cv2
 import numpy as np
 import yaml
-
 from citypatrol.annotate.evidence import crop_bounds
 from citypatrol.models.labelmaps import COCO, COCO_NAMES
 from citypatrol.models.training.dataset import CITY_CLASSES
 from citypatrol.models.verifier import NOT_A_PROBLEM, not_a_problem_label
+from citypatrol.pipeline.boxes import box_iou
 from citypatrol.pipeline.config import Category
 from citypatrol.pipeline.store_records import CaseRecord, EvidenceKind
 from citypatrol.pipeline.types import CaseStatus
@@ -354,14 +354,6 @@ class ExportResult:
     counts: dict = field(default_factory=dict)
 
 
-def _iou(a, b) -> float:  # noqa: ANN001
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, since: datetime | None = None,
                    until: datetime | None = None, classes: list[str] | None = None, val_fraction: float = 0.2,
                    seed: int = 0, window_s: float = WINDOW_S, source: str = "",
@@ -425,9 +417,9 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
             if cls not in names:
                 not_in_classes += 1
                 continue
-            if any(c == cls and _iou(box, b) > 0.7 for c, b in labels):
+            if any(c == cls and box_iou(box, b) > 0.7 for c, b in labels):
                 continue  # the same object decided twice (e.g. a reopened case)
-            if any(to_label.get(c, c) == cls and _iou(box, b) > 0.5 for c, b, _ in neg):
+            if any(to_label.get(c, c) == cls and box_iou(box, b) > 0.5 for c, b, _ in neg):
                 conflicts += 1
                 continue  # confirmed in one case, called a false alarm in another: leave it out
             labels.append((cls, box))
