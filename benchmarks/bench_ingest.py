@@ -417,12 +417,19 @@ def summarise(rec: dict, camera_s: float) -> dict:
     }
 
 
+def _default_models() -> str:
+    """The detectors a default Config runs, e.g. 'yolo11n-coco-openvino-int8 @640 + citypatrol-city @384'."""
+    from citypatrol.pipeline.config import Config
+
+    return " + ".join(f"{d.weights} @{d.imgsz}" for d in Config().models.detectors)
+
+
 def _label(variant: str) -> tuple[str, str]:
     kind, _, backend = variant.partition(":")
     if kind == "naive":
         return "(a) ultralytics predict(stream=True), every frame", "PyTorch .pt"
     if kind == "pipeline":
-        return "(c) citypatrol run_batch, default Config", "OpenVINO INT8 (default model)"
+        return "(c) citypatrol run_batch, default Config", "default models: " + _default_models()
     return "(b) citypatrol open_source + Detector", BACKENDS[backend]
 
 
@@ -471,7 +478,6 @@ def _threads_note(row: dict) -> str:
 
 def render_section(run: dict) -> str:
     m = run["machine"]
-    w = run["watch"]
     rows = run["rows"]
     v = m["versions"]
     out = [MARK_START, "## Ingest: camera-seconds analysed per second (`benchmarks/bench_ingest.py`)", ""]
@@ -499,7 +505,8 @@ def render_section(run: dict) -> str:
         f"(dynamic shapes); the INT8 model is a fixed {IMGSZ}×{IMGSZ} export.",
         *_per_video_lines(rows),
         "- (c) is everything `citypatrol analyze` does per frame (tracker, rules, case store, evidence clips, "
-        "annotated sample frames, report), with the default model.",
+        "annotated sample frames, report), with the default models: the COCO model and the city model on every "
+        "analysed frame.",
         "",
         "Machine and conditions:",
         "",
@@ -510,21 +517,26 @@ def render_section(run: dict) -> str:
         "- Threads, as each variant ran (library defaults; `OMP_NUM_THREADS` "
         f"{'unset' if run['omp_env'] is None else repr(run['omp_env'])} when the benchmark started): "
         + "; ".join(_threads_note(r) for r in rows) + ". ONNX Runtime and OpenVINO use their own thread pools.",
-        f"- Load average before the run: {run['load_before']}; after: {run['load_after']}",
-        f"- During the run ({w['wall_s']:.0f} s) the machine was busy for {w['machine_busy_cpu_s']:.0f} CPU-s, "
-        f"of which this benchmark's processes {w['own_cpu_s']:.0f} CPU-s and other processes "
-        f"{w['others_cpu_s']:.0f} CPU-s.",
     ]
+    out += conditions_lines(run, "", "absolute figures are low; ratios measured in the same run are the comparable numbers")
+    out += ["", MARK_END]
+    return "\n".join(out) + "\n"
+
+
+def conditions_lines(run: dict, own: str, competing_effect: str) -> list[str]:
+    """Load, CPU taken by other processes during the run, and what ran before it: the run's conditions."""
+    w = run["watch"]
+    out = [f"- Load average before the run: {run['load_before']}; after: {run['load_after']}",
+           f"- During the run ({w['wall_s']:.0f} s) the machine was busy for {w['machine_busy_cpu_s']:.0f} CPU-s, of which "
+           f"this benchmark's processes{own} {w['own_cpu_s']:.0f} CPU-s and other processes {w['others_cpu_s']:.0f} CPU-s."]
     if run["competing"]:
-        out.append("- **Other work competed for the CPU during this run**, so absolute figures are low; "
-                   "ratios measured in the same run are the comparable numbers. Other processes (CPU-s during the run):")
-        for o in w["others"][:6]:
-            out.append(f"  - {o['cpu_s']:.0f} CPU-s, nice {o['nice']}: `{o['cmd']}`")
+        out.append(f"- **Other work competed for the CPU during this run**, so {competing_effect}. "
+                   "Other processes (CPU-s during the run):")
+        out += [f"  - {o['cpu_s']:.0f} CPU-s, nice {o['nice']}: `{o['cmd']}`" for o in w["others"][:6]]
     else:
         out.append("- Nothing else used a significant share of the CPU during the run "
                    f"(other processes: {w['others_cpu_s']:.0f} CPU-s in {w['wall_s']:.0f} s).")
-    out += ["- Processes at the top of `ps` before the run:", "", "```", *run["ps_before"], "```", "", MARK_END]
-    return "\n".join(out) + "\n"
+    return out + ["- Processes at the top of `ps` before the run:", "", "```", *run["ps_before"], "```"]
 
 
 def write_results(path: Path, section: str, start: str = MARK_START, end: str = MARK_END) -> None:

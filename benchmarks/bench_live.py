@@ -70,7 +70,7 @@ FPS = 25
 CLIENT_EXE = [sys.executable, "-m", "citypatrol.pipeline.cli"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import ProcessWatch, _top_processes, machine_info  # noqa: E402  (same machine record)
+from bench_ingest import ProcessWatch, _top_processes, conditions_lines, machine_info  # noqa: E402  (same machine record)
 from bench_ingest import write_results as write_section  # noqa: E402
 
 
@@ -352,13 +352,7 @@ def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Names
         server_cpu = _proc_cpu_s(server.proc.pid) - scpu0
         rss, hwm = _proc_mem_kib(runner.pid)
     finally:
-        if runner.poll() is None:
-            runner.send_signal(signal.SIGTERM)
-            try:
-                runner.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                runner.kill()
-                runner.wait()
+        stop_runner(runner)
         server.stop()
 
     # Figures.
@@ -412,6 +406,18 @@ def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Names
     step.sustained = not problems
     step.reason = "; ".join(problems)
     return step
+
+
+def stop_runner(runner: subprocess.Popen) -> int:
+    """SIGTERM (the runner's graceful stop), SIGKILL after 90 s; the exit status."""
+    if runner.poll() is None:
+        runner.send_signal(signal.SIGTERM)
+        try:
+            runner.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            runner.wait()
+    return runner.returncode
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -539,7 +545,7 @@ def render_table(steps: list[Step], cadence: float) -> list[str]:
 
 
 def render_section(run: dict, steps: list[Step]) -> str:
-    m, w, a = run["machine"], run["watch"], run["args"]
+    m, a = run["machine"], run["args"]
     v = m["versions"]
     cadence = run["cadence_s"]
     best, fail = largest_sustained(steps)
@@ -570,7 +576,7 @@ def render_section(run: dict, steps: list[Step]) -> str:
         + ("each of the distinct copies looping in real time and shared by the cameras that play it; every camera "
            "still has its own connection and decoder in the runner" if a["shared_streams"] else
            "one stream per camera, each looping its file in real time")
-        + "), the real `citypatrol run --config …` as a child process with the default model "
+        + "), the real `citypatrol run --config …` as a child process with the default models "
         f"(`{run['model']}`), default cadence {cadence:g} s, one no-parking, no-vending and bin zone per camera, camera "
         "health on, SQLite store and evidence in a temporary folder, `/metrics` on. Measured after every camera "
         f"analysed a frame plus {a['settle_s']:g} s of settling, for {a['measure_s']:g} s (less where a clearly "
@@ -597,20 +603,9 @@ def render_section(run: dict, steps: list[Step]) -> str:
         "GPU box (batched CUDA/TensorRT inference) is still to be taken.",
         f"- Python {m['python']} on {m['platform']}",
         "- " + ", ".join(f"{k} {v[k]}" for k in v) + f"; GStreamer RTSP server under {run['system_python']}; {run['ffmpeg']}",
-        f"- Load average before the run: {run['load_before']}; after: {run['load_after']}",
-        f"- During the run ({w['wall_s']:.0f} s) the machine was busy for {w['machine_busy_cpu_s']:.0f} CPU-s, of which "
-        f"this benchmark's processes (runner, RTSP server, ffmpeg) {w['own_cpu_s']:.0f} CPU-s and other processes "
-        f"{w['others_cpu_s']:.0f} CPU-s.",
     ]
-    if run["competing"]:
-        out.append("- **Other work competed for the CPU during this run**, so the sustained N is lower than the machine "
-                   "would give alone. Other processes (CPU-s during the run):")
-        for o in w["others"][:6]:
-            out.append(f"  - {o['cpu_s']:.0f} CPU-s, nice {o['nice']}: `{o['cmd']}`")
-    else:
-        out.append("- Nothing else used a significant share of the CPU during the run "
-                   f"(other processes: {w['others_cpu_s']:.0f} CPU-s in {w['wall_s']:.0f} s).")
-    out += ["- Processes at the top of `ps` before the run:", "", "```", *run["ps_before"], "```", "", MARK_END]
+    out += conditions_lines(run, " (runner, RTSP server, ffmpeg)", "the sustained N is lower than the machine would give alone")
+    out += ["", MARK_END]
     return "\n".join(out) + "\n"
 
 
@@ -712,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/bench_live.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "smoke": args.measure_s < 20,
         "cadence_s": cadence,
-        "model": Config().models.detectors[0].weights,
+        "model": " + ".join(f"{d.weights} @{d.imgsz}" for d in Config().models.detectors),
         "clips": sorted({name for name, _, _ in copies}),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": machine,

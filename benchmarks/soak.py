@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ from bench_live import (  # noqa: E402
     free_port,
     prepare_streams,
     server_available,
+    stop_runner,
 )
 
 MARK_START = "<!-- soak:start -->"
@@ -104,7 +104,6 @@ def soak(args: argparse.Namespace, work: Path, say) -> dict:
     restarts = 0
     next_restart = args.restart_every_min * 60 if args.restart_every_min else None
     seen: dict[str, int] = {}
-    exit_code = None
     try:
         while time.monotonic() - t0 < duration:
             time.sleep(args.sample_s)
@@ -137,14 +136,7 @@ def soak(args: argparse.Namespace, work: Path, say) -> dict:
                 say(f"  {el:5.0f} s: RSS {s.rss_mib:6.0f} MiB, {s.frames} frames analysed, "
                     f"lag {_fmt(_pct(s.lags, 50))} s, reconnects {s.reconnects}, decode errors {s.decode_errors}")
     finally:
-        if runner.poll() is None:
-            runner.send_signal(signal.SIGTERM)
-            try:
-                runner.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                runner.kill()
-                runner.wait()
-        exit_code = runner.returncode
+        exit_code = stop_runner(runner)
         server.stop()
     return _figures(samples, args, work, log, exit_code, restarts, time.monotonic() - t0)
 
