@@ -71,6 +71,12 @@ class Analyzer:
         self._cameras[camera.id] = state
         return state
 
+    def set_camera(self, camera: Camera) -> None:
+        """New settings for a camera already added (zones redrawn): rules take them from the next frame; tracks stay."""
+        state = self._cameras[camera.id]
+        state.camera = camera
+        state.rules = self.config.rules_for(camera)
+
     def camera(self, camera_id: str) -> CameraState:
         return self._cameras[camera_id]
 

@@ -487,6 +487,10 @@ class LiveConfig(Strict):
     open_timeout_s: float = Field(10, gt=0, le=120, description="Live cameras: connect and handshake within this many seconds.")
     read_timeout_s: float = Field(5, gt=0, le=120, description="Live cameras: no data this long = connection lost, reconnect.")
     backoff_max_s: float = Field(30, ge=0.1, le=600, description="Live cameras: longest wait between reconnection attempts.")
+    zones_poll_s: float = Field(
+        10, ge=0, le=3600,
+        description="Seconds between checks for zones saved in the review center (they replace the config's); 0 = only at start.",
+    )
 
 
 class DistributedConfig(Strict):

@@ -19,8 +19,11 @@ Camera health plugs in as a `LiveHook` (see `_health_hooks`): asked before each 
 detected (a moved or frozen camera's frames are withheld from the rules), told each analysed
 frame's result and each status snapshot.
 
-Not here yet: the dispatcher and the API in the same process tree, and restoring the open cases
-of a previous run (`CaseBuilder.restore` assumes each camera's stream time continues, while a
+Zones drawn in the review center replace the config's at start and whenever a new version is
+saved (`live_zones.SavedZones`, checked every `live.zones_poll_s`).
+
+`citypatrol run` starts the review center and the dispatcher beside this loop (`live_services`).
+Not here yet: restoring the open cases of a previous run (`CaseBuilder.restore` assumes each camera's stream time continues, while a
 new live source starts its `pts` at 0).
 """
 
@@ -45,6 +48,7 @@ from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.live_feeds import Feed, FrameBoard
 from citypatrol.pipeline.live_metrics import serve_metrics
 from citypatrol.pipeline.live_status import LiveStatus, StatusBook, write_status
+from citypatrol.pipeline.live_zones import SavedZones
 from citypatrol.pipeline.review_policy import ReviewPolicy
 from citypatrol.pipeline.recorder import CaseRecorder
 from citypatrol.pipeline.store import Store, open_store
@@ -102,6 +106,8 @@ def run_live(
     analyzer = Analyzer(config, detector.classes)
     for line in analyzer.describe_rules():
         log.info("rule %s", line)
+    saved_zones = SavedZones(store, config, cameras)
+    cameras = saved_zones.apply(cameras)  # zones drawn in the review center replace the config's
     # with dispatch on, the review policy decides each new case (auto-submit → outbox, or hold for review)
     policy = ReviewPolicy(config.review) if config.dispatch.enabled else None
     recorder = CaseRecorder(store, config, config.storage.evidence_dir, cameras, policy=policy)
@@ -171,6 +177,10 @@ def run_live(
                         continue
                     book.analysed(frame.camera_id, frame.pts, arrival.due, opened)
                     _call(hooks, "on_frame", result)
+            if saved_zones.due():
+                for cam in saved_zones.changed([analyzer.camera(c).camera for c in feeds]):
+                    analyzer.set_camera(cam)
+                    recorder.cameras[cam.id] = cam
             if time.monotonic() >= next_status:
                 status = book.snapshot()
                 _write_status(live.status_file, status)
