@@ -6,12 +6,15 @@ How the pieces fit (the I/O lives in `distributed_redis.py`, `worker.py`, `casek
 - **Workers** (`citypatrol worker`) claim cameras through leases: `SET <prefix>:lease:cam:<id>
   <worker> NX PX lease_ms`, renewed every heartbeat by a compare-and-renew script. A worker that
   dies stops renewing; once the lease expires another worker claims the camera. Each worker
-  holds at most its fair share of the work (`fair_share`): cameras are weighted by cadence
-  (analysed frames per second, the detector's cost driver), and a worker claims while it holds
+  holds at most its fair share of the work (`fair_share`), and a worker claims while it holds
   less than total / live workers and releases a camera while it would still hold at least its
-  share without it, so a new worker gets its share as the others release extras. This counts
-  the cost the configuration implies, not the measured one (a crowded scene costs more to track,
-  but detection dominates and costs the same per frame).
+  share without it, so a new worker gets its share as the others release extras. A camera's
+  weight starts as its cadence (analysed frames per second, what the detector pays for); once
+  its owner has measured what it really costs (`CostMeter`: the CPU of reading and decoding it
+  plus its share of detection and analysis; a camera whose keyframes come less often than its
+  cadence must have every frame decoded and can cost several times another), that measure,
+  relative to the other cameras', scales the weight (`measured_weights`, in coarse steps, so
+  noise does not move cameras around). Owners publish the costs in `<prefix>:cost`.
 - **Time across takeover**: a camera's stream time (`pts`) restarts when a new worker opens it.
   The owner stores the camera's last analysed (pts, wall) with its lease (`<prefix>:clock:<id>`)
   at every heartbeat and on release; the next owner shifts its source's pts so that the stream
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +98,11 @@ class Keys:
     def applied(self) -> str:
         """Hash camera id → the stream time up to which its events are in the store."""
         return f"{self.prefix}:applied"
+
+    @property
+    def costs(self) -> str:
+        """Hash camera id → the cores it keeps busy, as its last owner measured."""
+        return f"{self.prefix}:cost"
 
     @property
     def segments(self) -> str:
@@ -291,3 +300,56 @@ def ceil_share(n: int, members: int) -> int:
 
 def weights(cameras: Iterable[Camera]) -> dict[str, float]:
     return {c.id: camera_weight(c) for c in cameras}
+
+
+# -- measured cost ----------------------------------------------------------------------------------
+
+
+def measured_weights(configured: Mapping[str, float], cost: Mapping[str, float], *, step: float = 0.5,
+                     low: float = 0.5, high: float = 8.0) -> dict[str, float]:
+    """Balancing weights: the configured ones, scaled where a camera's measured cost says so.
+
+    Each measured camera's cost per unit of configured weight is compared with the median over the
+    measured cameras; the factor is rounded to `step` and kept within [low, high], so cameras that
+    cost about the same keep their configured weight (measurement noise moves nothing) and one
+    that costs three times the others weighs three times. Cameras not measured yet keep factor 1.
+    """
+    ratios = {c: cost[c] / w for c, w in configured.items() if w > 0 and cost.get(c, 0) > 0}
+    if not ratios:
+        return dict(configured)
+    mid = statistics.median(ratios.values())
+    out = {}
+    for c, w in configured.items():
+        factor = ratios[c] / mid if c in ratios else 1.0
+        out[c] = w * min(high, max(low, round(factor / step) * step))
+    return out
+
+
+class CostMeter:
+    """The cores one camera keeps busy, smoothed: CPU seconds of work per wall second.
+
+    Work = CPU spent reading and decoding it (read from its feed) + its share of each detector
+    batch and its analysis time (added as they happen). The first `warmup_s` after the camera
+    opened are left out: a new connection decodes every frame while it learns the keyframe spacing.
+    """
+
+    def __init__(self, *, started: float, warmup_s: float = 20.0, smoothing: float = 0.3) -> None:
+        self.work_s = 0.0
+        self.cores: float | None = None
+        self._from = started + warmup_s
+        self._alpha = smoothing
+        self._last: tuple[float, float] | None = None  # (time, total work) at the previous sample
+
+    def add_work(self, seconds: float) -> None:
+        self.work_s += seconds
+
+    def sample(self, decode_cpu_s: float, now: float) -> float | None:
+        """Update with the feed's decode CPU so far at monotonic time `now`; the smoothed cores, once known."""
+        if now < self._from:
+            return None
+        total = decode_cpu_s + self.work_s
+        if self._last is not None and now > self._last[0]:
+            rate = max(0.0, total - self._last[1]) / (now - self._last[0])
+            self.cores = rate if self.cores is None else self._alpha * rate + (1 - self._alpha) * self.cores
+        self._last = (now, total)
+        return self.cores

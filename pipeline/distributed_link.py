@@ -29,7 +29,17 @@ from dataclasses import dataclass
 import redis
 
 from citypatrol.pipeline.config import Camera, DistributedConfig
-from citypatrol.pipeline.distributed import FrameMessage, Keys, SegmentResult, balance, camera_weight, encode, shard_key, shard_of
+from citypatrol.pipeline.distributed import (
+    FrameMessage,
+    Keys,
+    SegmentResult,
+    balance,
+    camera_weight,
+    encode,
+    measured_weights,
+    shard_key,
+    shard_of,
+)
 from citypatrol.pipeline.distributed_redis import TRANSIENT, Backoff, Clock, Leases, Members, ensure_group, is_nogroup, read_clock
 from citypatrol.pipeline.distributed_segments import SegmentTask
 
@@ -104,6 +114,7 @@ class WorkerLink(threading.Thread):
         self._cond = threading.Condition()
         self._outbox: deque[_Frame | _Segment | _Closed] = deque()
         self._held: dict[str, _Held] = {}
+        self._costs: dict[str, float] = {}  # camera → cores, as the detector loop measured (held cameras)
         self._segments: dict[str, SegmentTask] = {}
         self._connected_at: float | None = None  # monotonic time of the first heartbeat after connecting
         self._next_beat = 0.0
@@ -116,6 +127,12 @@ class WorkerLink(threading.Thread):
             held = self._held.get(camera_id)
             if held is not None:
                 held.clock = clock
+
+    def note_cost(self, camera_id: str, cores: float) -> None:
+        """What a held camera costs (smoothed cores), for balancing; published at the next heartbeat."""
+        with self._cond:
+            if camera_id in self._held:
+                self._costs[camera_id] = cores
 
     def publish(self, message: FrameMessage, image: bytes | None) -> None:
         self._put(_Frame(message, image))
@@ -197,6 +214,7 @@ class WorkerLink(threading.Thread):
             log.info("connected to Redis; %d worker(s) live", members)
         self._beats_since_connect += 1
         self._renew()
+        self._publish_costs()
         self._touch_segments()
         if self.draining.is_set() or self._beats_since_connect < 2:
             return
@@ -214,16 +232,35 @@ class WorkerLink(threading.Thread):
             self.stats.lost += 1
             with self._cond:
                 self._held.pop(cam, None)
+                self._costs.pop(cam, None)
                 self._outbox = deque(i for i in self._outbox if not (isinstance(i, _Frame) and i.message.camera_id == cam))
             self.orders.put(StopCamera(cam, lost=True))
+
+    def _publish_costs(self) -> None:
+        with self._cond:
+            costs = {c: round(v, 5) for c, v in self._costs.items() if c in self._held}
+            self._costs = dict(costs)
+        if costs:
+            self.r.hset(self.keys.costs, mapping=costs)
+
+    def _weights(self) -> dict[str, float]:
+        """The configured weights, scaled by what the cameras' owners measured (`measured_weights`)."""
+        measured = {}
+        for k, v in (self.r.hgetall(self.keys.costs) or {}).items():
+            try:
+                measured[k.decode() if isinstance(k, bytes) else k] = float(v)
+            except ValueError:
+                continue
+        return measured_weights(self.weights, measured)
 
     def _balance(self, members: int) -> None:
         ids = sorted(self.cameras)
         owners = dict(zip(ids, self.leases.owners([self.keys.camera_lease(c) for c in ids])))
+        weights = self._weights()
         with self._cond:
-            held = {c: self.weights[c] for c, h in self._held.items() if not h.stopping}
-        free = {c: self.weights[c] for c, o in owners.items() if o is None and c not in self._held}
-        plan = balance(held, free, sum(self.weights.values()), members)
+            held = {c: weights[c] for c, h in self._held.items() if not h.stopping}
+        free = {c: weights[c] for c, o in owners.items() if o is None and c not in self._held}
+        plan = balance(held, free, sum(weights.values()), members)
         for cam in plan.claim:
             if not self.leases.claim(self.keys.camera_lease(cam)):
                 continue  # another worker was quicker

@@ -107,6 +107,7 @@ class Feed:
         self.cadence_s = cadence_s
         self._ring: deque[np.ndarray] = deque(maxlen=max(2, ceil(clip_seconds / cadence_s) + 1) if clip_seconds > 0 else 1)
         self._ring_lock = threading.Lock()
+        self._thread_cpu_s = 0.0
         self._thread = threading.Thread(target=self._run, name=f"feed-{self.camera_id}", daemon=True)
 
     def start(self) -> "Feed":
@@ -116,6 +117,12 @@ class Feed:
     @property
     def stats(self) -> SourceStats:
         return self.source.stats
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU spent reading and decoding this camera so far: this feed's thread (recorded footage
+        decodes here) plus a live source's own reader thread."""
+        return self._thread_cpu_s + getattr(self.source, "decode_cpu_s", 0.0)
 
     def clip(self) -> ClipSource:
         """The recent frames (at the cadence) for a case's evidence clip; all of the newest frame's size."""
@@ -154,6 +161,7 @@ class Feed:
                     due = time.time()
                 with self._ring_lock:
                     self._ring.append(frame.image)
+                self._thread_cpu_s = time.thread_time()
                 self._board.put(Arrival(frame, due, time.monotonic()), wait_taken=None if self.realtime else self._stop)
         except SourceError as exc:
             self.error = str(exc)  # already redacted by the source

@@ -43,7 +43,7 @@ import numpy as np
 from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.analyzer import Analyzer
 from citypatrol.pipeline.config import Camera, Config
-from citypatrol.pipeline.distributed import FrameMessage, SegmentResult, TickGate, continued_pts
+from citypatrol.pipeline.distributed import CostMeter, FrameMessage, SegmentResult, TickGate, continued_pts
 from citypatrol.pipeline.distributed_link import StartCamera, StartSegment, StopCamera, WorkerLink
 from citypatrol.pipeline.distributed_redis import Clock, connect, redact_redis_url
 from citypatrol.pipeline.distributed_segments import SegmentSource, SegmentTask, segment_camera
@@ -68,6 +68,7 @@ class _CameraRoute:
     camera: Camera
     feed: Feed
     clock: Clock | None
+    cost: CostMeter
     offset: float | None = None  # added to the source's pts (stream time continued across owners)
 
 
@@ -110,6 +111,7 @@ class Worker:
         self._sent: dict[str, OrderedDict[str, None]] = {}
         self._closer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="close")
         self.frames_analysed = self.messages = self.segments = self.errors = 0
+        self._next_cost = 0.0
 
     def run(self) -> WorkerResult:
         log.info("worker %s: %d camera(s) configured, Redis %s", self.worker_id, len(self.cameras), redact_redis_url(self.d.redis_url))
@@ -126,6 +128,7 @@ class Worker:
                 if taken:
                     self._analyse(taken)
                 self._finish_segments()
+                self._measure_costs()
         finally:
             self._shutdown()
         return WorkerResult(self.frames_analysed, self.messages, self.segments, self.errors)
@@ -157,7 +160,7 @@ class Worker:
             return
         log.info("camera %s: %s every %g s", cam.id, redact_url(cam.source), cam.cadence_s)
         feed = Feed(source, self.board, realtime=True, clip_seconds=0, cadence_s=cam.cadence_s).start()
-        self.routes[cam.id] = _CameraRoute(cam, feed, clock)
+        self.routes[cam.id] = _CameraRoute(cam, feed, clock, CostMeter(started=time.monotonic()))
 
     def _stop_camera(self, camera_id: str, *, release: bool) -> None:
         route = self.routes.pop(camera_id, None)
@@ -188,7 +191,20 @@ class Worker:
 
     # -- the detector loop ----------------------------------------------------------------------------
 
+    def _measure_costs(self) -> None:
+        """Every heartbeat: what each held camera costs, for the link to publish and balance by."""
+        now = time.monotonic()
+        if now < self._next_cost:
+            return
+        self._next_cost = now + self.d.heartbeat_ms / 1000
+        for cam_id, route in self.routes.items():
+            if isinstance(route, _CameraRoute):
+                cores = route.cost.sample(route.feed.cpu_seconds, now)
+                if cores is not None:
+                    self.link.note_cost(cam_id, cores)
+
     def _analyse(self, taken: Sequence) -> None:
+        t = time.perf_counter()
         try:
             detections = self.detector.detect([a.frame.image for a in taken])
         except Exception as exc:  # a failed call loses this batch, not the worker
@@ -199,11 +215,14 @@ class Worker:
                 if isinstance(route, _SegmentRoute):
                     route.analysed += 1  # counted, so the segment still completes
             return
+        share = (time.perf_counter() - t) / len(taken)  # each frame's part of the batch
         for arrival, dets in zip(taken, detections):
             route = self.routes.get(arrival.frame.camera_id)
+            t = time.perf_counter()
             try:
                 if isinstance(route, _CameraRoute):
                     self._camera_frame(route, arrival.frame, dets)
+                    route.cost.add_work(share + time.perf_counter() - t)
                 elif isinstance(route, _SegmentRoute):
                     self._segment_frame(route, arrival.frame, dets)
                 self.frames_analysed += 1

@@ -116,6 +116,7 @@ class LiveSource(Source):
         first = None
         if not options.reconnect:
             first = self._connect()  # a dead URL fails here, within the open timeout
+        self.decode_cpu_s = 0.0
         self._thread = threading.Thread(target=self._run, args=(first,), name=f"live-{camera_id}", daemon=True)
         self._thread.start()
 
@@ -257,6 +258,7 @@ class LiveSource(Source):
             for frame in self._decode(cc, packet, keyframes_only):
                 progress = now
                 self._count(frames_decoded=1)
+                self.decode_cpu_s = time.thread_time()  # this reader thread's CPU: what the camera costs to decode
                 t = float(frame.pts * tb) if frame.pts is not None else None
                 pts = self._clock.pts(t, time.monotonic() - self._t_open)
                 if not self._gate.take(pts):

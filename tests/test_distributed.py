@@ -47,6 +47,7 @@ from citypatrol.models.detector import load_detectors
 from citypatrol.pipeline.batch import run_batch
 from citypatrol.pipeline.config import Camera, CasesConfig, Category, Config, DistributedConfig, StorageConfig, Zone, ZoneKind
 from citypatrol.pipeline.distributed import (
+    CostMeter,
     FrameMessage,
     Keys,
     SegmentResult,
@@ -56,6 +57,7 @@ from citypatrol.pipeline.distributed import (
     continued_pts,
     decode,
     encode as encode_message,
+    measured_weights,
     shard_key,
     shard_of,
 )
@@ -120,6 +122,50 @@ def test_balance_converges_to_ceil_share_and_never_ping_pongs():
             assert balance(mine, {c: 1.0 for c in cams if c not in taken}, 7.0, members).claim == ()
             assert balance(mine, {}, 7.0, members).release == ()
         assert held == before
+
+
+@pytest.mark.parametrize(
+    "cost, expected",
+    [
+        ({}, {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5}),  # nothing measured yet: the configured weights
+        ({"a": 0.05, "b": 0.06, "c": 0.045, "d": 0.055}, {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5}),  # ±20 % noise moves nothing
+        ({"a": 0.05, "b": 0.05, "c": 0.05, "d": 0.15}, {"a": 0.5, "b": 0.5, "c": 0.5, "d": 1.5}),  # decodes every frame: 3×
+        ({"a": 0.05, "b": 0.05, "c": 0.05, "d": 5.0}, {"a": 0.5, "b": 0.5, "c": 0.5, "d": 4.0}),  # at most 8×
+        ({"a": 0.05, "b": 0.05, "c": 0.05, "d": 0.001}, {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.25}),  # at least half
+        ({"a": 0.05, "d": 0.15}, {"a": 0.25, "b": 0.5, "c": 0.5, "d": 0.75}),  # against their median; b, c not measured yet
+    ],
+)
+def test_measured_weights_scale_the_configured_ones_in_coarse_steps(cost, expected):
+    configured = {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5}
+    assert measured_weights(configured, cost) == pytest.approx(expected)
+
+
+def test_a_camera_that_costs_three_times_the_others_is_balanced_as_three():
+    configured = {f"c{i}": 0.5 for i in range(5)}
+    cams = measured_weights(configured, {**{f"c{i}": 0.05 for i in range(4)}, "c4": 0.15})
+    total = sum(cams.values())  # 2 + 1.5 = 3.5: a share of 1.75 each
+    held: list[dict[str, float]] = [dict(cams), {}]
+    for _ in range(20):  # heartbeats
+        for mine in held:
+            taken = {c for h in held for c in h}
+            plan = balance(mine, {c: w for c, w in cams.items() if c not in taken}, total, 2)
+            for c in plan.release:
+                del mine[c]
+            for c in plan.claim:
+                mine[c] = cams[c]
+    loads = sorted(sum(h.values()) for h in held)
+    assert sum(len(h) for h in held) == 5
+    assert loads == [1.5, 2.0], held  # by count alone, 3 and 2 cameras could be 2.5 against 1.0
+
+
+def test_cost_meter_leaves_out_the_warm_up_and_smooths():
+    meter = CostMeter(started=0.0, warmup_s=20.0, smoothing=0.5)
+    assert meter.sample(decode_cpu_s=8.0, now=10.0) is None  # learning the keyframe spacing: every frame decoded
+    assert meter.sample(decode_cpu_s=9.0, now=20.0) is None  # the baseline
+    meter.add_work(1.0)  # detection and analysis
+    assert meter.sample(decode_cpu_s=10.0, now=30.0) == pytest.approx(0.2)  # (1 + 1) / 10 s
+    meter.add_work(0.5)
+    assert meter.sample(decode_cpu_s=10.5, now=40.0) == pytest.approx(0.5 * 0.1 + 0.5 * 0.2)
 
 
 def test_stream_time_continues_as_wall_time_did():
@@ -377,6 +423,12 @@ def test_two_workers_failover_replay_and_redis_restart(tmp_path, rds, prefix, pg
         boxes = lambda cases: sorted((c.case.category.value, tuple(round(v, 2) for v in c.case.box)) for c in cases)  # noqa: E731
         _wait("the parked cars' cases on every camera", lambda: all(_like(v, reference) for v in by_cam().values()), 90, procs,
               lambda: (boxes(reference), {n: boxes(v) for n, v in by_cam().items()}))  # fmt: skip
+        # each owner measures what its cameras cost (after a warm-up) and publishes it for balancing;
+        # the same stream on every camera costs about the same, so nothing moved
+        costs = lambda: {k.decode(): float(v) for k, v in rds.hgetall(keys.costs).items()}  # noqa: E731
+        _wait("every camera's cost measured", lambda: set(costs()) == set(names), 60, procs, costs)
+        assert all(0 < v < 2 for v in costs().values()), costs()
+        assert sorted(map(str, _owners(rds, keys, names).values())) == ["w1", "w1", "w2", "w2"]
 
         # SIGKILL one worker: its cameras resume on the other within the lease time
         victims = [c for c, o in _owners(rds, keys, names).items() if o == "w1"]

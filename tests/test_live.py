@@ -39,7 +39,8 @@ from citypatrol.pipeline.batch import run_batch
 from citypatrol.pipeline.config import Camera, Config, LiveConfig, StorageConfig, Zone, ZoneKind
 from citypatrol.pipeline.evaluation import box_iou
 from citypatrol.pipeline.live import run_live
-from citypatrol.pipeline.live_feeds import Arrival, FrameBoard
+from citypatrol.pipeline.live_feeds import Arrival, Feed, FrameBoard
+from citypatrol.streams.open import open_source
 from citypatrol.pipeline.live_status import read_status
 from citypatrol.pipeline.store import open_store
 from citypatrol.pipeline.store_records import CaseRecord
@@ -169,6 +170,17 @@ def test_board_newest_frame_wins_skips_are_counted_and_cameras_take_turns():
     assert [(a.frame.camera_id, a.frame.pts) for a in first] == [("a", 3.0), ("b", 2.0)]
     assert [(a.frame.camera_id, a.frame.pts) for a in board.take(2, timeout=0)] == [("c", 1.0)]
     assert board.take(2, timeout=0.01) == []
+
+
+def test_a_feed_counts_the_cpu_its_camera_costs_to_decode(sample_video):
+    board = FrameBoard()
+    source = open_source("x", str(sample_video("intersection")), 2.0)  # keyframes every 4.3 s: every frame decoded
+    feed = Feed(source, board, realtime=False, clip_seconds=0, cadence_s=2.0).start()
+    while not feed.done.is_set():  # recorded footage waits for each frame to be taken
+        board.take(1, timeout=0.05)
+    feed.close()
+    assert feed.stats.frames_decoded > 800
+    assert 0.05 < feed.cpu_seconds < 60, feed.cpu_seconds
 
 
 def test_board_waits_for_the_detector_when_every_frame_must_be_analysed():

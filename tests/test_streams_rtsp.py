@@ -59,6 +59,7 @@ def test_frames_arrive_from_a_live_camera(rtsp_server):
     with open_source("cam", rtsp_server.url("cam"), 1.0, reconnect=False, open_timeout_s=10) as src:
         frames = _take(src.frames(), 8)
         stats = src.stats
+        decode_cpu_s = src.decode_cpu_s  # what this camera costs to read (balancing measures it)
     pts = [f.pts for f in frames]
     assert all(b > a for a, b in zip(pts, pts[1:])), pts
     # About the cadence apart (frames are taken on a 1 s grid, so single gaps vary by a GOP).
@@ -72,6 +73,7 @@ def test_frames_arrive_from_a_live_camera(rtsp_server):
     assert all(f.keyframe for f in frames[-3:])
     assert stats.frames_decoded < 8 * 25 and stats.state is SourceState.running
     assert src.stats.state is SourceState.closed
+    assert 0 < decode_cpu_s < 8, decode_cpu_s
 
 
 def test_reconnects_after_the_server_dies_and_returns(rtsp_server):
