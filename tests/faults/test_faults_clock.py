@@ -127,8 +127,18 @@ class JumpingClock:
         return datetime.now(tz or UTC) + timedelta(seconds=self.offset())
 
 
-def _patched_time(clock: JumpingClock) -> types.SimpleNamespace:
-    return types.SimpleNamespace(time=clock.time, monotonic=time.monotonic, sleep=time.sleep, perf_counter=time.perf_counter)
+class _PatchedTime:
+    """The `time` module with its wall clock replaced by `clock`; everything else as it is."""
+
+    def __init__(self, clock: JumpingClock) -> None:
+        self.time = clock.time
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
+def _patched_time(clock: JumpingClock) -> _PatchedTime:
+    return _PatchedTime(clock)
 
 
 def test_runner_clock_jumping_hours_neither_stalls_nor_changes_cases(tmp_path, parked_video, detector, monkeypatch, caplog):

@@ -12,7 +12,9 @@ signed to the dispatch-system simulator, a live run over the password-protected 
 server is killed mid-run (reconnect errors name the URL), and a review-center session (sign in,
 read, decide, evidence, tokens, a signed status callback, failed sign-ins). Then every captured
 log line, every API answer (headers and body), the status file, cases.json, the report and the
-outbox payloads are searched for each secret, as written and URL-encoded.
+outbox payloads are searched for each secret, as written and URL-encoded. (While the test plays
+the browser, the httpx/httpcore lines of its own client are left out: they log the cookie that
+client received, which is the browser's business, not citypatrol's.)
 """
 
 from __future__ import annotations
@@ -56,8 +58,13 @@ class Capture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        # While the test plays the browser, httpx/httpcore log what that client received (its own
+        # session cookie among the response headers): the client's log, not citypatrol's.
+        self.ignore_clients = False
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.ignore_clients and record.name.startswith(("httpx", "httpcore")):
+            return
         try:
             self.lines.append(self.format(record))
         except Exception as exc:  # a record that cannot even be formatted is a finding too
@@ -166,9 +173,11 @@ live: {{metrics_port: 0, status_file: {tmp_path / 'status.json'}, status_interva
         users = UserStore(store.engine)
         users.add_user("wang", USER_PASSWORD, Role.admin, actor="test")
         server = LiveServer(create_app(config, store, config.storage.evidence_dir)).start()
+        debug_logs.ignore_clients = True
         try:
             answers += _review_session(server.url, sim, batch.cases[0].case_id)
         finally:
+            debug_logs.ignore_clients = False
             server.stop()
         store.close()
     finally:
