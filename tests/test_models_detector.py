@@ -139,7 +139,7 @@ def test_multi_detector_merges_per_image(openvino, pytorch, london, grey) -> Non
     assert set(merged.data["model"]) == {openvino.ref, pytorch.ref}
     assert len(empty) == 0
     default = load_detectors(ModelsConfig())
-    assert [d.model_name for d in default.detectors] == ["yolo11n-coco-openvino-int8"]
+    assert [d.model_name for d in default.detectors] == ["yolo11n-coco-openvino-int8", "citypatrol-city"]  # COCO beside the city model
 
 
 def test_onnx_export_of_the_pt_detects_cars(assets, tmp_path: Path, london) -> None:
