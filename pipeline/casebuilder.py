@@ -124,15 +124,21 @@ class CaseBuilder:
 
     # -- events ----------------------------------------------------------------------------------
 
-    def add(self, event: Event) -> CaseChange:
-        """Attach the event to its case, reopen an expired one, or open a new case."""
+    def add(self, event: Event, busy: Mapping[str, list[Box]] | None = None) -> CaseChange:
+        """Attach the event to its case, reopen an expired one, or open a new case.
+
+        `busy`: case id → boxes of other events of the same frame already attached to it. Such a
+        case takes this event only if its box is one of those (the same object); a different
+        object seen at the same moment (a car parked beside) is not folded into it.
+        """
         cam = event.camera_id
         self._now[cam] = max(self._now.get(cam, event.pts), event.pts)
-        entry = self._best(self._live.values(), event)
+        free = self._free(busy, event)
+        entry = self._best(filter(free, self._live.values()), event)
         if entry is not None:
             self._attach(entry, event)
             return CaseChange(ChangeKind.attached, entry.case, event)
-        entry = self._best((e for e in self._expired.values() if self._in_window(e, event)), event)
+        entry = self._best((e for e in self._expired.values() if self._in_window(e, event) and free(e)), event)
         if entry is not None:
             case = transition(entry.case, CaseStatus.reopened, event.wall, ACTOR, f"back at the same place: {event.detail}")
             entry.case = case
@@ -145,7 +151,14 @@ class CaseBuilder:
         return CaseChange(ChangeKind.opened, self._open(event), event)
 
     def add_all(self, events: Iterable[Event]) -> list[CaseChange]:
-        return [self.add(e) for e in events]
+        """One analysed frame's events (of one camera): distinct objects never share a case."""
+        busy: dict[str, list[Box]] = {}
+        changes = []
+        for event in events:
+            change = self.add(event, busy)
+            busy.setdefault(change.case.case_id, []).append(event.box)
+            changes.append(change)
+        return changes
 
     def tick(self, camera_id: str, pts: float, wall: datetime) -> list[CaseChange]:
         """Tell the builder `camera_id` has been analysed up to `pts`; expire what is gone.
@@ -228,6 +241,13 @@ class CaseBuilder:
         if site and case.site == site:
             return 0.0
         return None
+
+    def _free(self, busy: Mapping[str, list[Box]] | None, event: Event):  # noqa: ANN202
+        """A filter: cases this event may join, given what the other events of its frame joined."""
+        if not busy:
+            return lambda entry: True
+        iou = self.config.match_iou
+        return lambda entry: all(box_iou(b, event.box) >= iou for b in busy.get(entry.case.case_id, ()))
 
     def _best(self, entries: Iterable[_Entry], event: Event) -> _Entry | None:
         scored = [(score, e) for e in entries if (score := self._score(e, event)) is not None]

@@ -234,3 +234,30 @@ def test_neighbours_in_one_big_zone_are_separate_cases() -> None:
     assert first.case.case_id != second.case.case_id
     shuffled = b.add(ev((0.300, 0.290, 0.380, 0.366), 3002))  # the first car, box a little off
     assert shuffled.kind is ChangeKind.attached and shuffled.case.case_id == first.case.case_id
+
+
+# Three cars parked side by side, seen at an angle (real boxes from the car-park footage): each
+# neighbour's box covers over 30 % of the next one's, though IoU stays under match_iou.
+CARS = [(0.603, 0.605, 0.680, 0.706), (0.652, 0.590, 0.729, 0.698), (0.559, 0.620, 0.628, 0.720)]
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (1, 0, 2), (2, 1, 0), (1, 2, 0)])
+def test_cars_seen_together_are_separate_cases_in_any_order(order) -> None:
+    b = builder()
+    first = b.add_all([ev(180.0, box=CARS[i]) for i in order])
+    assert [c.kind for c in first] == [ChangeKind.opened] * 3
+    case_of = {i: c.case.case_id for i, c in zip(order, first)}
+    # frame after frame, in changing orders, each car keeps to its own case and nothing new opens
+    for k, pts in enumerate(range(182, 260, 2)):
+        perm = [(0, 1, 2), (2, 0, 1), (1, 2, 0), (2, 1, 0)][k % 4]
+        changes = b.add_all([ev(float(pts), box=CARS[i]) for i in perm])
+        assert [c.kind for c in changes] == [ChangeKind.attached] * 3
+        assert {i: c.case.case_id for i, c in zip(perm, changes)} == case_of
+    assert len(b.open_cases) == 3
+
+
+def test_one_car_detected_twice_in_a_frame_stays_one_case() -> None:
+    b = builder()
+    b.add(ev(180.0))
+    twice = b.add_all([ev(182.0), ev(182.0, box=(0.105, 0.605, 0.305, 0.755))])  # a duplicate box, IoU ≈ 0.9
+    assert [c.kind for c in twice] == [ChangeKind.attached] * 2 and len(b.open_cases) == 1
