@@ -57,6 +57,7 @@ from citypatrol.streams.source import SourceError
 log = logging.getLogger("citypatrol.worker")
 
 SENT_MEMORY = 2000  # event ids remembered per camera (to send a frame only with a new sighting)
+COST_WINDOW_S = 10.0  # seconds between measurements of what each camera costs
 
 
 def default_worker_id() -> str:
@@ -192,11 +193,14 @@ class Worker:
     # -- the detector loop ----------------------------------------------------------------------------
 
     def _measure_costs(self) -> None:
-        """Every heartbeat: what each held camera costs, for the link to publish and balance by."""
+        """Every COST_WINDOW_S: what each held camera costs, for the link to publish and balance by.
+
+        The window spans many analysed frames, so a window without one (cadence longer than a
+        heartbeat) does not read as a camera that costs nothing."""
         now = time.monotonic()
         if now < self._next_cost:
             return
-        self._next_cost = now + self.d.heartbeat_ms / 1000
+        self._next_cost = now + max(COST_WINDOW_S, 2 * self.d.heartbeat_ms / 1000)
         for cam_id, route in self.routes.items():
             if isinstance(route, _CameraRoute):
                 cores = route.cost.sample(route.feed.cpu_seconds, now)
