@@ -550,6 +550,11 @@ class DistributedConfig(Strict):
         "empty = the longest dwell of the file's camera plus two cadence steps.",
     )
     segment_slots: int = Field(1, ge=0, le=64, description="Segments a worker analyses at once, besides its cameras (0 = none).")
+    saved_zones: bool = Field(
+        True,
+        description="Workers use the zones saved in the review center, read from storage.database_url (when that is "
+                    "PostgreSQL or an existing SQLite file), checked every live.zones_poll_s; false = the config's zones only.",
+    )
 
     @model_validator(mode="after")
     def _timing(self) -> "DistributedConfig":

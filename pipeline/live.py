@@ -106,7 +106,7 @@ def run_live(
     analyzer = Analyzer(config, detector.classes)
     for line in analyzer.describe_rules():
         log.info("rule %s", line)
-    saved_zones = SavedZones(store, config, cameras)
+    saved_zones = SavedZones(store.engine, config)
     cameras = saved_zones.apply(cameras)  # zones drawn in the review center replace the config's
     # with dispatch on, the review policy decides each new case (auto-submit → outbox, or hold for review)
     policy = ReviewPolicy(config.review) if config.dispatch.enabled else None

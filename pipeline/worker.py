@@ -36,9 +36,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import cv2
 import numpy as np
+from sqlalchemy.engine import make_url
 
 from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.analyzer import Analyzer
@@ -48,6 +50,8 @@ from citypatrol.pipeline.distributed_link import StartCamera, StartSegment, Stop
 from citypatrol.pipeline.distributed_redis import Clock, connect, redact_redis_url
 from citypatrol.pipeline.distributed_segments import SegmentSource, SegmentTask, segment_camera
 from citypatrol.pipeline.live_feeds import Feed, FrameBoard
+from citypatrol.pipeline.live_zones import SavedZones
+from citypatrol.pipeline.store_engine import create_store_engine
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.open import open_source
 from citypatrol.streams.redact import redact_url
@@ -113,6 +117,7 @@ class Worker:
         self._closer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="close")
         self.frames_analysed = self.messages = self.segments = self.errors = 0
         self._next_cost = 0.0
+        self.saved_zones = _saved_zones(config)
 
     def run(self) -> WorkerResult:
         log.info("worker %s: %d camera(s) configured, Redis %s", self.worker_id, len(self.cameras), redact_redis_url(self.d.redis_url))
@@ -130,6 +135,7 @@ class Worker:
                     self._analyse(taken)
                 self._finish_segments()
                 self._measure_costs()
+                self._poll_zones()
         finally:
             self._shutdown()
         return WorkerResult(self.frames_analysed, self.messages, self.segments, self.errors)
@@ -151,6 +157,8 @@ class Worker:
 
     def _start_camera(self, cam: Camera, clock: Clock | None) -> None:
         live = self.config.live
+        if self.saved_zones is not None:
+            cam = self.saved_zones.apply([cam])[0]  # zones drawn in the review center replace the config's
         self.analyzer.add_camera(cam)  # a fresh tracker: dwell is measured again by this worker
         self.ticks.forget(cam.id)
         try:
@@ -176,6 +184,8 @@ class Worker:
 
     def _start_segment(self, task: SegmentTask, entry_id: str) -> None:
         cam = segment_camera(self.config, task)
+        if self.saved_zones is not None:
+            cam = self.saved_zones.apply([cam])[0]
         board_id = f"segment:{task.job}:{task.camera_id}:{task.index}"
         analyzer = Analyzer(self.config, self.detector.classes, build_cases=False)
         analyzer.add_camera(cam)
@@ -191,6 +201,15 @@ class Worker:
         self.routes[board_id] = route
 
     # -- the detector loop ----------------------------------------------------------------------------
+
+    def _poll_zones(self) -> None:
+        """Zones saved in the review center since the cameras started: from the next frame on."""
+        if self.saved_zones is None or not self.saved_zones.due():
+            return
+        held = [r.camera for r in self.routes.values() if isinstance(r, _CameraRoute)]
+        for cam in self.saved_zones.changed(held):
+            self.analyzer.set_camera(cam)
+            self.routes[cam.id].camera = cam
 
     def _measure_costs(self) -> None:
         """Every COST_WINDOW_S: what each held camera costs, for the link to publish and balance by.
@@ -326,6 +345,17 @@ class Worker:
         st = link.stats
         log.info("worker %s stopped: %d frame(s) analysed, %d message(s) published, %d segment(s), %d dropped, %d lost",
                  self.worker_id, self.frames_analysed, st.published, st.segments_done, st.dropped, st.lost)  # fmt: skip
+
+
+def _saved_zones(config: Config) -> SavedZones | None:
+    """Where the review center's zones can be read from, if anywhere (the store, read only)."""
+    if not config.distributed.saved_zones:
+        return None
+    url = make_url(config.storage.database_url)
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).expanduser().is_file()):
+        log.info("no shared database (%s not found): the cameras use the config's zones", url.database or "in-memory SQLite")
+        return None
+    return SavedZones(create_store_engine(config.storage.database_url), config)
 
 
 def _start_wall(camera: Camera) -> datetime | None:

@@ -587,6 +587,35 @@ def _event(cam: str, box: tuple, since: float, pts: float) -> Event:
     return Event(cam, Category.illegal_parking, box, "bays", pts, T0 + timedelta(seconds=pts), since, 0.7, (1,), ("car",), "car still")
 
 
+def test_a_worker_uses_the_zones_saved_in_the_review_center(tmp_path, rds, prefix, pg_url, parked_stream, rtsp_server_factory):
+    """The config's zone is an empty corner; the zone a reviewer saved covers the bays: only it makes cases."""
+    from citypatrol.pipeline.store_review import ReviewStore
+
+    server = rtsp_server_factory({"cam-z": parked_stream})
+    corner = Zone(id="corner", kind=ZoneKind.no_parking, polygon=[[0.0, 0.0], [0.08, 0.0], [0.08, 0.08], [0.0, 0.08]])
+    cam = _camera("cam-z", server.url("cam-z")).model_copy(update={"zones": [corner]})
+    cfg = _config_dict(tmp_path, [cam], pg_url, prefix)
+    config_file = tmp_path / "city.yaml"
+    config_file.write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    config = Config.model_validate(cfg)
+    with open_store(pg_url) as store:  # as the zone editor saves it
+        bays = Zone(id="bays", name="消防通道", kind=ZoneKind.no_parking, polygon=PARKED_BAYS).model_dump(mode="json")
+        ReviewStore(store.engine, config.codes).save_zones("cam-z", [bays], base_version=0, actor="user:wang")
+    keeper = Proc("casekeeper", ["casekeeper", "-c", str(config_file), "--id", "k1"], tmp_path)
+    worker = Proc("w1", ["worker", "-c", str(config_file), "--id", "w1"], tmp_path)
+    procs = [keeper, worker]
+    try:
+        _wait("cases on the parked cars", lambda: len(_cases(pg_url)) >= 2, 120, procs, lambda: worker.text()[-2000:])
+        cases = _cases(pg_url)
+        assert {r.case.zone_id for r in cases} == {"bays"}
+        assert all(max(box_iou(r.case.box, car) for car in PARKED_CARS) > 0.4 for r in cases)
+        assert "camera cam-z: zones version 1 saved by user:wang (1 zone(s)) in use" in worker.text()
+    finally:
+        for p in procs:
+            if p.alive():
+                p.kill()
+
+
 def test_casekeeper_waits_out_a_database_outage_and_applies_everything_once(tmp_path, rds, prefix, pg_url, caplog):
     from citypatrol.pipeline.casekeeper import Casekeeper
 
