@@ -94,24 +94,33 @@ def render_annotated(
     small = _font(font_path, max(12, round(size * 0.8)))
     cjk = font_path is not None
 
+    # The banner (drawn last, on top) takes the top-left corner: the case label keeps out from under it.
+    banner = [line for line in (_ascii(s, cjk) for s in ("  ".join(s for s in (camera_name, _format_time(local_time)) if s), detail)) if line]
+    step = 2 * max(4, size // 5)  # between banner lines
+    banner_sizes = [_text_size(draw, line, small) for line in banner]
+    banner_w = max((tw + 2 * max(4, th // 5) for tw, th in banner_sizes), default=0)
+    banner_h = sum(th + step for _, th in banner_sizes[:-1]) + (banner_sizes[-1][1] + 2 * max(4, banner_sizes[-1][1] // 5) if banner else 0)
+
+    # Zone names at the zone's lowest corner (nearest the camera, seldom where the case is).
     for pts, name in zip(pts_list, zone_names):
         if name:
-            zx, zy = int(pts[:, 0].min()), int(pts[:, 1].min())
-            _text_box(draw, (zx, zy), _ascii(name, cjk), small, fill=(0, 0, 0), bg=(*ZONE_COLOR.as_rgb(), 220), limit=(w, h))
+            zx, zy = (int(v) for v in pts[int(np.argmax(pts[:, 1]))])
+            zh = _text_size(draw, name, small)[1] + 2 * max(4, size // 5)
+            _text_box(draw, (zx, zy - zh), _ascii(name, cjk), small, fill=(0, 0, 0), bg=(*ZONE_COLOR.as_rgb(), 220), limit=(w, h))
 
-    # Label above the box, or inside its top edge when the box touches the top of the frame.
+    # Label above the box; below it when the banner or the frame's top edge is in the way.
     text = label_text(category, score, cjk=cjk)
     tw, th, pad = *_text_size(draw, text, font), max(4, size // 5)
-    ly = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else y1 + thickness
+    ly = y1 - th - 2 * pad
+    if ly < 0 or (ly < banner_h and x1 < banner_w):
+        ly = y2 + thickness if y2 + thickness + th + 2 * pad <= h else y1 + thickness
     _text_box(draw, (x1, ly), text, font, fill=(255, 255, 255), bg=(*lab.rgb, 235), limit=(w, h))
 
     # Banner: where and when, top-left, like the OSD a reviewer knows from the camera itself.
-    lines = ["  ".join(s for s in (camera_name, _format_time(local_time)) if s), detail]
     by = 0
-    for line in (_ascii(s, cjk) for s in lines):
-        if line:
-            _text_box(draw, (0, by), line, small, fill=(255, 255, 255), bg=(0, 0, 0, 170), limit=(w, h))
-            by += _text_size(draw, line, small)[1] + 2 * max(4, size // 5)
+    for line, (_, th) in zip(banner, banner_sizes):
+        _text_box(draw, (0, by), line, small, fill=(255, 255, 255), bg=(0, 0, 0, 170), limit=(w, h))
+        by += th + step
     return cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR)
 
 
