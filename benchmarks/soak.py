@@ -111,7 +111,7 @@ def soak(args: argparse.Namespace, work: Path, say) -> dict:
             if runner.poll() is not None:
                 say(f"  the runner exited ({runner.returncode}) after {el:.0f} s: {_tail(log)}")
                 break
-            if next_restart is not None and el >= next_restart and el < duration - 60:
+            if next_restart is not None and next_restart <= el < duration - min(60.0, duration / 3):  # room to recover
                 say(f"  {el:5.0f} s: restarting the RTSP server")
                 server.stop()
                 time.sleep(3)
