@@ -271,17 +271,8 @@ def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Names
         mounts = {f"cam{i:03d}": copies[i % len(copies)][2] for i in range(n)}
     names = list(mounts)
     server = RtspServer(mounts, d / "rtsp_server.log")
-    status_file = d / "status.json"
-    cfg = {
-        "cameras": [_camera_config(i, server.url(names[i % len(names)])) for i in range(n)],
-        "storage": {"database_url": f"sqlite:///{d / 'city.db'}", "evidence_dir": str(d / "evidence")},
-        "live": {"metrics_port": free_port(), "status_file": str(status_file), "status_interval_s": args.status_interval_s},
-    }
-    (d / "city.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    log = d / "run.log"
-    with open(log, "wb") as out:
-        runner = subprocess.Popen([*CLIENT_EXE, "run", "--config", str(d / "city.yaml")], stdout=out,
-                                  stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=d)
+    status_file, log = d / "status.json", d / "run.log"
+    runner = start_runner([server.url(names[i % len(names)]) for i in range(n)], d, args.status_interval_s)
     t0 = time.monotonic()
 
     def status(wait: bool = False):
@@ -406,6 +397,20 @@ def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Names
     step.sustained = not problems
     step.reason = "; ".join(problems)
     return step
+
+
+def start_runner(urls: list[str], work: Path, status_interval_s: float) -> subprocess.Popen:
+    """`citypatrol run` on these cameras (one `_camera_config` each) as a child process: SQLite store,
+    evidence, status file (`status.json`) and log (`run.log`) in `work`, `/metrics` on a free port."""
+    cfg = {
+        "cameras": [_camera_config(i, url) for i, url in enumerate(urls)],
+        "storage": {"database_url": f"sqlite:///{work / 'city.db'}", "evidence_dir": str(work / "evidence")},
+        "live": {"metrics_port": free_port(), "status_file": str(work / "status.json"), "status_interval_s": status_interval_s},
+    }
+    (work / "city.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    with open(work / "run.log", "wb") as out:
+        return subprocess.Popen([*CLIENT_EXE, "run", "--config", str(work / "city.yaml")], stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=work)
 
 
 def stop_runner(runner: subprocess.Popen) -> int:

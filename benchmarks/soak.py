@@ -25,7 +25,6 @@ import argparse
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,16 +32,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import machine_info, write_results  # noqa: E402
 from bench_live import (  # noqa: E402
     CACHE,
-    CLIENT_EXE,
     RESULTS,
     RtspServer,
-    _camera_config,
     _pct,
     _proc_cpu_s,
     _proc_mem_kib,
@@ -50,6 +46,7 @@ from bench_live import (  # noqa: E402
     free_port,
     prepare_streams,
     server_available,
+    start_runner,
     stop_runner,
 )
 
@@ -87,17 +84,8 @@ def soak(args: argparse.Namespace, work: Path, say) -> dict:
     mounts = {f"cam{i:03d}": copies[i % len(copies)][2] for i in range(args.cameras)}
     port = free_port()
     server = RtspServer(mounts, work / "rtsp_server.log", port=port)
-    status_file = work / "status.json"
-    cfg = {
-        "cameras": [_camera_config(i, server.url(name)) for i, name in enumerate(mounts)],
-        "storage": {"database_url": f"sqlite:///{work / 'city.db'}", "evidence_dir": str(work / "evidence")},
-        "live": {"metrics_port": free_port(), "status_file": str(status_file), "status_interval_s": 1.0},
-    }
-    (work / "city.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    log = work / "run.log"
-    with open(log, "wb") as out:
-        runner = subprocess.Popen([*CLIENT_EXE, "run", "--config", str(work / "city.yaml")], stdout=out,
-                                  stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=work)
+    status_file, log = work / "status.json", work / "run.log"
+    runner = start_runner([server.url(name) for name in mounts], work, 1.0)
     t0 = time.monotonic()
     duration = args.minutes * 60
     samples: list[Sample] = []
