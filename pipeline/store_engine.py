@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from alembic import command
@@ -89,7 +91,7 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
         cur = dbapi_conn.cursor()
         try:
             if not in_memory:
-                cur.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(cur)
                 cur.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes; WAL-safe
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
@@ -101,6 +103,23 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
         conn.exec_driver_sql(conn.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
 
     return engine
+
+
+def _switch_to_wal(cur) -> None:  # noqa: ANN001 (DBAPI cursor)
+    """Turn on WAL, retrying while another connection holds the lock.
+
+    On a new database two connections switching at once can deadlock on the lock upgrade, and
+    SQLite then answers "database is locked" at once instead of calling the busy handler.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def check_reachable(engine: Engine) -> None:
