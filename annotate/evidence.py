@@ -32,6 +32,7 @@ from citypatrol.annotate.fonts import cjk_font_path
 from citypatrol.annotate.labels import category_label, label_text
 from citypatrol.pipeline.config import Category
 from citypatrol.annotate.files import write_atomic
+from citypatrol.models.assets import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def render_annotated(
 
     # Label above the box; below it when the banner or the frame's top edge is in the way.
     text = label_text(category, score, cjk=cjk)
-    tw, th, pad = *_text_size(draw, text, font), max(4, size // 5)
+    th, pad = _text_size(draw, text, font)[1], max(4, size // 5)
     ly = y1 - th - 2 * pad
     if ly < 0 or (ly < banner_h and x1 < banner_w):
         ly = y2 + thickness if y2 + thickness + th + 2 * pad <= h else y1 + thickness
@@ -263,7 +264,7 @@ def _encode(timed_frames, rate: Fraction, out: Path, max_side: int, size: tuple[
             dst.mux(vs.encode(None))
         if n == 0:
             raise EvidenceError(f"no frames in the clip span for {out.name}")
-        digest, size_b = _sha256_file(tmp)
+        digest, size_b = sha256_file(tmp), tmp.stat().st_size
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -334,13 +335,3 @@ def _ascii(text: str, cjk: bool) -> str:
     if cjk:
         return text
     return " ".join("".join(c for c in text if ord(c) < 128).split())
-
-
-def _sha256_file(path: Path) -> tuple[str, int]:
-    h, n = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
-

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query
@@ -14,6 +12,7 @@ from citypatrol.api.auth import ANYONE, Principal
 from citypatrol.api.schemas import CASE_ID, CaseDetailOut, CasePage, Short, Time
 from citypatrol.api.state import AppState, app_state
 from citypatrol.api.views import camera_names, case_detail, case_out
+from citypatrol.models.assets import sha256_file
 from citypatrol.pipeline.config import Category
 from citypatrol.pipeline.store_records import CaseNotFound
 from citypatrol.pipeline.store_review import REVIEW_QUEUE, EvidenceItem
@@ -93,18 +92,10 @@ def evidence_file(state: AppState, item: EvidenceItem) -> FileResponse:
     if cached is None or cached[:2] != (stat.st_mtime, stat.st_size):
         if len(state.hash_cache) > 100_000:  # bounded: forget everything now and then
             state.hash_cache.clear()
-        state.hash_cache[item.id] = cached = (stat.st_mtime, stat.st_size, _sha256(path))
+        state.hash_cache[item.id] = cached = (stat.st_mtime, stat.st_size, sha256_file(path))
     if cached[2] != item.sha256:
         raise HTTPException(409, f"evidence {item.id}: the file on disk does not match its recorded sha256")
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media, headers={
         "ETag": f'"{item.sha256}"', "Cache-Control": "private, max-age=3600", "X-Content-SHA256": item.sha256,
     })
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -304,7 +304,7 @@ class ProcessWatch:
             except OSError:
                 continue
             rest = raw[raw.rindex(")") + 2 :].split()
-            ppid, utime, stime, cutime, cstime, nice = int(rest[1]), int(rest[11]), int(rest[12]), int(rest[13]), int(rest[14]), int(rest[16])
+            ppid, utime, stime, nice = int(rest[1]), int(rest[11]), int(rest[12]), int(rest[16])
             name = cmd or raw[raw.index("(") + 1 : raw.rindex(")")]
             snap[int(entry)] = (name, (utime + stime) / self.tick, ppid, nice)
         return snap

@@ -20,7 +20,6 @@ with metrics recorded (`--force` says otherwise, and the history keeps that it w
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from citypatrol.models.assets import sha256_file
 from citypatrol.models.training.dataset import default_cache_dir
 from citypatrol.pipeline.config import ModelsConfig
 
@@ -46,14 +46,6 @@ def default_state_path() -> Path:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ModelState:
@@ -108,7 +100,7 @@ class ModelState:
         weights = Path(weights)
         if not weights.is_file():
             raise PromotionError(f"weights {weights} not found")
-        digest = _sha256(weights)
+        digest = sha256_file(weights)
         with self._edit() as data:
             m = self._model(data, name)
             for v in m["versions"].values():
@@ -177,7 +169,7 @@ class ModelState:
 def _manifest_summary(path: Path) -> dict:
     path = Path(path)
     data = json.loads(path.read_text(encoding="utf-8"))
-    return {"path": str(path.resolve()), "sha256": _sha256(path), "format": data.get("format"),
+    return {"path": str(path.resolve()), "sha256": sha256_file(path), "format": data.get("format"),
             "counts": data.get("counts"), "date_range": data.get("date_range"), "classes": data.get("classes"),
             "decisions": {k: data.get("decisions", {}).get(k) for k in ("confirm", "reject", "used")}}
 

@@ -39,7 +39,7 @@ from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.review_policy import ReviewPolicy
 from citypatrol.pipeline.store import Store
 from citypatrol.pipeline.store_records import StoreUnavailable
-from citypatrol.pipeline.types import Case, CaseStatus, Event
+from citypatrol.pipeline.types import Case, Event
 
 log = logging.getLogger("citypatrol.recorder")
 

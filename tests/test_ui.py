@@ -137,7 +137,7 @@ def test_review_three_cases_by_keyboard_and_see_a_new_case_arrive_live(browser, 
         expect(page.locator("#evidence")).to_be_visible()
 
     # a case opened by the pipeline while the page is open appears without reload
-    root, files = ui_server.evidence_dir, ui_server.files
+    files = ui_server.files
     add_case(ui_server.store, ui_server.config,
              SeedCase("c-live-ui", "pedestrian", SEED[2].category, (0.38, 0.15, 0.46, 0.32), "bins", 1.0, 0.0), files["c-bin"])
     live = page.locator('#queue-list li[data-id="c-live-ui"]')

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 import yaml
 from citypatrol.annotate.evidence import crop_bounds
+from citypatrol.models.assets import sha256_file
 from citypatrol.models.labelmaps import COCO, COCO_NAMES
 from citypatrol.models.training.dataset import CITY_CLASSES
 from citypatrol.models.verifier import NOT_A_PROBLEM, not_a_problem_label
@@ -135,14 +136,6 @@ def hamming(a: int, b: int) -> int:
     return int(bin(a ^ b).count("1"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def frame_from_clip(clip: Path, crop: np.ndarray, box: tuple[float, float, float, float],
                     frame_size: tuple[int, int] | None = None) -> tuple[np.ndarray, float] | None:
     """The clip frame that contains the clean crop, and the mean grey difference where it sits.
@@ -226,7 +219,7 @@ def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, prob
         if not p.is_file():
             problems["evidence file missing"] += 1
             return None
-        if _sha256(p) != e.sha256:
+        if sha256_file(p) != e.sha256:
             problems["evidence sha256 differs from the store"] += 1
             log.warning("case %s: %s does not match its sha256 in the store; skipped", record.case_id, e.path)
             return None
@@ -446,7 +439,7 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         (out / "labels" / part / f"{Path(name).stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
         n_images[part] += 1
         images_out.append({
-            "file": f"images/{part}/{name}", "sha256": _sha256(img_path), "split": part, "group": first.group,
+            "file": f"images/{part}/{name}", "sha256": sha256_file(img_path), "split": part, "group": first.group,
             "camera": first.camera, "opened_at": first.record.case.opened_at.isoformat(), "source": first.source,
             "match_diff": first.match_diff, "boxes": [c for c, _ in labels], "hard_negative_boxes": [c for c, _, _ in neg],
             "cases": [{"case_id": m.record.case_id, "decision": m.decision.action, "reason": m.decision.reason_kind,
@@ -470,7 +463,7 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         p = d / f"{s.record.case_id}.jpg".replace("/", "_")
         cv2.imwrite(str(p), s.crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
         crop_counts[part][label] += 1
-        crops_out.append({"file": p.relative_to(out).as_posix(), "sha256": _sha256(p), "label": label, "split": part,
+        crops_out.append({"file": p.relative_to(out).as_posix(), "sha256": sha256_file(p), "label": label, "split": part,
                           "case_id": s.record.case_id, "camera": s.camera, "group": s.group})
 
     for part in ("train", "val"):
