@@ -44,11 +44,12 @@ from citypatrol.pipeline.commands_live import run, status  # noqa: E402
 
 app.command("run")(run)
 app.command("status")(status)
-from citypatrol.pipeline.distributed_commands import batch_queue, casekeeper, worker  # noqa: E402
+from citypatrol.pipeline.distributed_commands import batch_queue, casekeeper, cluster_app, worker  # noqa: E402
 
 app.command("worker")(worker)
 app.command("casekeeper")(casekeeper)
 app.command("batch-queue")(batch_queue)
+app.add_typer(cluster_app, name="cluster")
 from citypatrol.pipeline.commands_cameras import cameras_app  # noqa: E402
 
 app.add_typer(cameras_app, name="cameras")

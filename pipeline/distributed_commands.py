@@ -1,7 +1,8 @@
-"""Commands of distributed mode: `worker`, `casekeeper` and `batch-queue` (see `distributed.py`)."""
+"""Commands of distributed mode: `worker`, `casekeeper`, `batch-queue` and `cluster status` (see `distributed.py`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from citypatrol.pipeline.configfile import load_config
 
+cluster_app = typer.Typer(no_args_is_help=True, help="Inspect a distributed deployment (workers, casekeepers, cameras, shards) in Redis.")
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 out_console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -124,3 +126,70 @@ def batch_queue(
     for cam, (a, t) in sorted(last.items()):
         table.add_row(cam, f"{a}/{t}")
     out_console.print(table)
+
+
+@cluster_app.command("status")
+def cluster_status(
+    config: Path = typer.Option(..., "--config", "-c", help="Config file: distributed (Redis, prefix, shards) and the cameras."),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (for scripts and monitoring)."),
+) -> None:
+    """Who runs what: live workers and casekeepers, each camera's worker and cost, how far its events are
+    applied, each shard's backlog, dead letters. Exit 0 when all is well, 1 when something needs a person,
+    2 when Redis cannot be read."""
+    from redis.exceptions import RedisError
+
+    from citypatrol.pipeline.cluster_status import read_cluster
+    from citypatrol.pipeline.distributed_redis import connect, redact_redis_url
+
+    cfg = load_config(config)
+    try:
+        st = read_cluster(connect(cfg.distributed.redis_url, socket_timeout_s=5.0), cfg)
+    except RedisError as exc:
+        console.print(f"[red]cannot read the cluster:[/red] Redis at {redact_redis_url(cfg.distributed.redis_url)}: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(st.to_dict(), default=str, ensure_ascii=False, indent=2))
+    else:
+        print_cluster(st)
+    raise typer.Exit(0 if st.healthy else 1)
+
+
+def print_cluster(st) -> None:  # noqa: ANN001 (ClusterStatus; imported lazily)
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+
+    def num(v: float | None, fmt: str = "{:.1f}") -> str:
+        return "–" if v is None else fmt.format(v)
+
+    def ago(t: datetime | None) -> str:
+        return "–" if t is None else f"{max(0.0, (now - t).total_seconds()):.0f}"
+
+    out_console.print(f"deployment [bold]{st.prefix}[/bold]: {len(st.workers)} worker(s), {len(st.casekeepers)} casekeeper(s), "
+                      f"{len(st.cameras)} camera(s), {len(st.shards)} shard(s)", highlight=False)  # fmt: skip
+    workers = Table(title="workers")
+    for col in ("worker", "cameras", "cores (measured)", "lease s"):
+        workers.add_column(col, justify="left" if col == "worker" else "right")
+    for w in st.workers:
+        held = [c for c in st.cameras if c.owner == w.id]
+        cores = [c.cores for c in held if c.cores is not None]
+        workers.add_row(w.id, str(len(held)), num(sum(cores), "{:.2f}") if cores else "–", num(w.expires_in_s))
+    out_console.print(workers)
+    cameras = Table(title="cameras")
+    for col in ("camera", "shard", "worker", "cores", "analysed s ago", "applied behind s"):
+        cameras.add_column(col, justify="right" if col in ("shard", "cores", "analysed s ago", "applied behind s") else "left")
+    for c in st.cameras:
+        owner = c.owner or "[red]none[/red]"
+        cameras.add_row(c.camera_id, str(c.shard), owner, num(c.cores, "{:.3f}"), ago(c.clock), num(c.behind_s))
+    out_console.print(cameras)
+    shards = Table(title="event shards")
+    for col in ("shard", "casekeeper", "retained", "pending", "unread"):
+        shards.add_column(col, justify="left" if col == "casekeeper" else "right")
+    for s in st.shards:
+        shards.add_row(str(s.shard), s.owner or "–", str(s.length), str(s.pending), "–" if s.unread is None else str(s.unread))
+    out_console.print(shards)
+    out_console.print(f"dead letters: {st.dead}; footage segments waiting for a worker: {st.segments_queued}", highlight=False)
+    for line in st.findings:
+        out_console.print(f"[yellow]! {line}[/yellow]", highlight=False)
+    if st.healthy:
+        out_console.print("[green]all cameras are held and their events are being applied[/green]")
