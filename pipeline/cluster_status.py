@@ -3,7 +3,8 @@
 An operator running workers and casekeepers on several servers needs one answer to "is every
 camera watched, and are its cases being built?". Everything needed is already in Redis (see
 `distributed.py`): live members, camera and shard leases, measured costs, each camera's stream
-clock (written by its owner every heartbeat) and how far its events are applied (written by the
+clock (written by its owner every heartbeat: the capture time of its last analysed frame) and
+how far its events are applied (written by the
 casekeeper), the event streams' backlog and the dead letters. `read_cluster` gathers it in a few
 round trips without changing anything; `findings` (pure) says what needs a person.
 """
@@ -12,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis
 
 from citypatrol.pipeline.config import Config
 from citypatrol.pipeline.distributed import Keys, shard_key, shard_of
+from citypatrol.streams.open import SourceKind, source_kind
 
 APPLIED_BEHIND_WARN_S = 60.0  # a camera whose events wait longer than this for a casekeeper is reported
+SILENT_WARN_S = 120.0  # a held live camera with no analysed frame for this long is reported
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class CameraState:
     cores: float | None  # what it costs its owner, as measured; None = not measured yet
     clock: datetime | None  # wall time of the last frame its owner analysed
     applied: datetime | None  # wall time of the last of its events a casekeeper applied
+    live: bool = True  # a live stream (its clock follows the wall clock), not recorded footage
 
     @property
     def behind_s(self) -> float | None:
@@ -77,8 +81,12 @@ class ClusterStatus:
 
 
 def findings(workers: Sequence[Member], casekeepers: Sequence[Member], cameras: Sequence[CameraState],
-             shards: Sequence[ShardState], dead: int, *, behind_warn_s: float = APPLIED_BEHIND_WARN_S) -> list[str]:
-    """What needs a person, one plain sentence each; empty when all is well."""
+             shards: Sequence[ShardState], dead: int, *, now: datetime | None = None,
+             behind_warn_s: float = APPLIED_BEHIND_WARN_S, silent_warn_s: float = SILENT_WARN_S) -> list[str]:
+    """What needs a person, one plain sentence each; empty when all is well.
+
+    `now`: the time to judge silent cameras by (None: they are not judged).
+    """
     out: list[str] = []
     if cameras and not workers:
         out.append("no worker is running: no camera is analysed")
@@ -91,6 +99,10 @@ def findings(workers: Sequence[Member], casekeepers: Sequence[Member], cameras: 
     if orphan and casekeepers:
         out.append(f"shard(s) {', '.join(map(str, orphan))} have events waiting and no casekeeper")
     for cam in cameras:
+        if now is not None and cam.live and cam.owner is not None and cam.clock is not None:
+            silent = (now - cam.clock).total_seconds()
+            if silent > silent_warn_s:
+                out.append(f"camera {cam.camera_id}: held by {cam.owner} but no frame analysed for {silent:.0f} s (camera offline?)")
         behind = cam.behind_s
         if behind is not None and behind > behind_warn_s:
             out.append(f"camera {cam.camera_id}: events applied {behind:.0f} s behind its analysis")
@@ -106,6 +118,7 @@ def read_cluster(r: redis.Redis, config: Config) -> ClusterStatus:
     cameras = [c for c in config.cameras if c.enabled]
     sec, usec = r.time()
     now_ms = int(sec) * 1000 + int(usec) // 1000
+    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
 
     pipe = r.pipeline(transaction=False)
     pipe.zrangebyscore(keys.workers, now_ms, "+inf", withscores=True)
@@ -139,6 +152,7 @@ def read_cluster(r: redis.Redis, config: Config) -> ClusterStatus:
             cores=costs_by_cam.get(c.id),
             clock=_datetime(clock),
             applied=applied_by_cam.get(c.id),
+            live=source_kind(c.source) is SourceKind.live,
         )
         for c, owner, clock in zip(cameras, cam_owners, clocks)
     )
@@ -155,7 +169,7 @@ def read_cluster(r: redis.Redis, config: Config) -> ClusterStatus:
         shards=shard_states,
         dead=dead,
         segments_queued=_group_backlog(r, keys.segments, d.worker_group, r.xlen(keys.segments))[1] or 0,
-        findings=tuple(findings(workers, keepers, camera_states, shard_states, dead)),
+        findings=tuple(findings(workers, keepers, camera_states, shard_states, dead, now=now)),
     )
 
 

@@ -154,6 +154,37 @@ def cluster_status(
     raise typer.Exit(0 if st.healthy else 1)
 
 
+@cluster_app.command("exporter")
+def cluster_exporter(
+    config: Path = typer.Option(..., "--config", "-c", help="Config file: distributed (Redis, prefix, shards) and the cameras."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on ('0.0.0.0' = every interface)."),
+    port: int = typer.Option(9109, "--port", help="Port of the /metrics endpoint."),
+) -> None:
+    """Serve the deployment's state (as `cluster status` reads it) as Prometheus metrics, until SIGTERM/SIGINT.
+    One exporter per deployment is enough: it only reads Redis, at each scrape."""
+    from citypatrol.pipeline.cluster_metrics import ClusterCollector
+    from citypatrol.pipeline.cluster_status import read_cluster
+    from citypatrol.pipeline.distributed_redis import connect
+    from citypatrol.pipeline.live import stop_on_signals
+    from citypatrol.pipeline.live_metrics import serve_collector
+
+    _logging(False)
+    cfg = load_config(config)
+    r = connect(cfg.distributed.redis_url, socket_timeout_s=5.0)
+    try:
+        server = serve_collector(host, port, ClusterCollector(lambda: read_cluster(r, cfg)))
+    except OSError as exc:
+        console.print(f"[red]cannot start the exporter:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    url = f"http://{host}:{server.server_port}/metrics"
+    out_console.print(f"cluster metrics of {cfg.distributed.prefix} on {url}", highlight=False)
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        while not stop.wait(1.0):
+            pass
+    server.shutdown()
+
+
 def print_cluster(st) -> None:  # noqa: ANN001 (ClusterStatus; imported lazily)
     from datetime import UTC, datetime
 

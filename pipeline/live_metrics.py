@@ -72,12 +72,17 @@ class LiveCollector(Collector):
 
 
 def serve_metrics(host: str, port: int, snapshot: Callable[[], LiveStatus]) -> WSGIServer:
-    """Start the /metrics endpoint on a daemon thread; stop it with `server.shutdown()`.
+    """Start the live runner's /metrics endpoint on a daemon thread; stop it with `server.shutdown()`."""
+    return serve_collector(host, port, LiveCollector(snapshot))
+
+
+def serve_collector(host: str, port: int, collector: Collector) -> WSGIServer:
+    """Serve one collector's metrics on http://host:port/metrics from a daemon thread.
 
     Raises OSError (address in use, …) with the address in the message.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LiveCollector(snapshot))
+    registry.register(collector)
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

@@ -13,13 +13,18 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 import redis
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from citypatrol.pipeline.cluster_metrics import ClusterCollector
 from citypatrol.pipeline.cluster_status import CameraState, Member, ShardState, findings, read_cluster
 from citypatrol.pipeline.config import Config
 from citypatrol.pipeline.distributed import Keys, shard_key, shard_of
+from citypatrol.pipeline.distributed_redis import connect
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 T = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -57,6 +62,15 @@ def test_findings_name_what_needs_a_person(workers, keepers, cameras, shards, de
         assert line.startswith(start), (line, start)
 
 
+def test_a_held_live_camera_that_stopped_delivering_is_named_but_recorded_footage_is_not():
+    cams = [_cam("a", clock_s=100), _cam("quiet", clock_s=-200, applied_s=-200),
+            CameraState("archive", 0, "w1", 0.05, T - timedelta(days=30), T - timedelta(days=30), live=False),
+            _cam("free", owner=None, clock_s=-900, applied_s=-900)]  # fmt: skip
+    found = findings(W, K, cams, SHARD_OK, 0, now=T + timedelta(seconds=110))
+    assert found[0].startswith("1 camera(s) held by no worker: free")
+    assert found[1:] == ["camera quiet: held by w1 but no frame analysed for 310 s (camera offline?)"]
+
+
 @pytest.fixture
 def deployment():
     r = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
@@ -81,16 +95,18 @@ def _lay_out(r: redis.Redis, config: Config) -> Keys:
     keys = Keys.of(config.distributed)
     sec, _ = r.time()
     now_ms = int(sec) * 1000
+    now = datetime.fromtimestamp(int(sec), tz=UTC)
     r.zadd(keys.workers, {"w1": now_ms + 8000, "w2": now_ms - 1000})
     r.zadd(keys.casekeepers, {"k1": now_ms + 8000})
     r.set(keys.camera_lease("c1"), "w1", px=10_000)
     r.set(keys.camera_lease("c2"), "w2", px=10_000)
     r.set(keys.shard_lease(0), "k1", px=10_000)
     r.hset(keys.costs, mapping={"c1": 0.052, "c2": 0.31})
-    r.hset(keys.clock("c1"), mapping={"pts": 120.0, "wall": (T + timedelta(seconds=120)).isoformat(), "owner": "w1"})
-    r.hset(keys.clock("c2"), mapping={"pts": 400.0, "wall": (T + timedelta(seconds=400)).isoformat(), "owner": "w2"})
-    r.hset(keys.applied, mapping={"c1": f"119.0|{(T + timedelta(seconds=119)).isoformat()}",
-                                  "c2": f"100.0|{(T + timedelta(seconds=100)).isoformat()}"})  # fmt: skip
+    # c1 analysed 2 s ago and applied up to the frame before; c2 analysed 5 s ago, applied 300 s behind
+    r.hset(keys.clock("c1"), mapping={"pts": 120.0, "wall": (now - timedelta(seconds=2)).isoformat(), "owner": "w1"})
+    r.hset(keys.clock("c2"), mapping={"pts": 400.0, "wall": (now - timedelta(seconds=5)).isoformat(), "owner": "w2"})
+    r.hset(keys.applied, mapping={"c1": f"119.0|{(now - timedelta(seconds=3)).isoformat()}",
+                                  "c2": f"100.0|{(now - timedelta(seconds=305)).isoformat()}"})  # fmt: skip
     # shard streams: 5 entries on each; shard 0's group read 3 and acknowledged 1; shard 1 has no group yet
     for k in range(2):
         for i in range(5):
@@ -153,3 +169,43 @@ def test_cluster_status_names_an_unreachable_redis_without_its_password(tmp_path
     assert done.returncode == 2
     assert "cannot read the cluster" in done.stderr and "127.0.0.1:1" in done.stderr
     assert "hunter2secret" not in done.stderr + done.stdout
+
+
+def test_cluster_exporter_serves_the_same_state_as_prometheus_metrics(deployment, tmp_path):
+    r, config = deployment
+    _lay_out(r, config)
+    config_file = tmp_path / "city.yaml"
+    config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
+    proc = subprocess.Popen([*EXE, "cluster", "exporter", "-c", str(config_file), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert "/metrics" in line, line + proc.stdout.read() if proc.poll() is not None else line
+        url = line.split(" on ", 1)[1].strip()
+        families = {f.name: f for f in text_string_to_metric_families(httpx.get(url, timeout=10).text)}
+
+        def value(name: str, **labels: str) -> float:
+            return next(s.value for s in families[name].samples if s.labels == labels)
+
+        assert value("citypatrol_cluster_redis_up") == 1 and value("citypatrol_cluster_workers") == 1
+        assert value("citypatrol_cluster_findings") == 4 and value("citypatrol_cluster_dead_letters") == 1
+        assert [value("citypatrol_cluster_camera_held", camera=c) for c in ("c1", "c2", "c3")] == [1, 1, 0]
+        assert value("citypatrol_cluster_camera_cost_cores", camera="c2") == pytest.approx(0.31)
+        assert value("citypatrol_cluster_camera_applied_behind_seconds", camera="c2") == pytest.approx(300)
+        assert 1 <= value("citypatrol_cluster_camera_analysed_age_seconds", camera="c1") < 60
+        assert [value("citypatrol_cluster_shard_unread", shard=k) for k in ("0", "1")] == [2, 5]
+        assert "c3" not in {s.labels.get("camera") for s in families["citypatrol_cluster_camera_cost_cores"].samples}
+        assert "rtsp://" not in httpx.get(url, timeout=10).text
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+
+
+def test_the_exporter_says_redis_is_down_instead_of_failing_the_scrape():
+    config = Config.model_validate({"cameras": [{"id": "c1", "source": "rtsp://127.0.0.1:1/c1"}],
+                                    "distributed": {"redis_url": "redis://127.0.0.1:1/0"}})  # fmt: skip
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ClusterCollector(lambda: read_cluster(connect(config.distributed.redis_url, socket_timeout_s=2), config)))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert set(families) == {"citypatrol_cluster_redis_up"}
+    assert families["citypatrol_cluster_redis_up"].samples[0].value == 0

@@ -32,7 +32,7 @@ CONFIG_IN_CONTAINER = "/etc/citypatrol/config.yaml"
 
 # The roles the compose stack must run, and the citypatrol command of each (issue 5, item 4).
 # worker and casekeeper are the distributed mode's commands: required here, not skipped.
-ROLES = {"worker": "worker", "casekeeper": "casekeeper", "api": "serve", "dispatcher": "dispatch run"}
+ROLES = {"worker": "worker", "casekeeper": "casekeeper", "api": "serve", "dispatcher": "dispatch run", "cluster-exporter": "cluster exporter"}
 
 SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|private_?key|credential|auth)")
 # A compose reference to the environment: ${VAR} or ${VAR:?message} (required); a default (${VAR:-x}) would hard-code one.
