@@ -12,8 +12,9 @@ would reach its dwell inside the segment, but a tracker starting at `start` woul
 from there; so each segment is analysed from `start - overlap` (the warm-up), with overlap ≥
 the camera's longest dwell (default: that plus two cadence steps), and what the warm-up yields
 is not reported: it belongs to the previous segment. Frames are taken on the same cadence
-grid as a single batch run over the whole file (the file is read from its start; frames before
-the warm-up are decoded cheaply but not analysed), so the cases match that run's.
+grid as a single batch run over the whole file (the worker seeks to the keyframe before the
+warm-up and starts its cadence gate on the whole file's grid), so the cases match that run's,
+and a segment late in a long file costs what its own minutes cost, not everything before them.
 
 Order. A file's segments are analysed in parallel, but its events must reach the case builder
 in stream order: each segment's result goes out as one message once the segment is complete,

@@ -191,7 +191,7 @@ class Worker:
         analyzer.add_camera(cam)
         route = _SegmentRoute(task, entry_id, cam, analyzer, None, None, TickGate(self.d.tick_s))
         try:
-            inner = open_source(board_id, task.file, cam.cadence_s, start_wall=_start_wall(cam))
+            inner = open_source(board_id, task.file, cam.cadence_s, start_wall=_start_wall(cam), start_s=task.warmup)
         except (SourceError, OSError, ValueError) as exc:
             route.error = str(exc)
             log.error("segment %d of %s: %s", task.index, task.camera_id, exc)

@@ -44,6 +44,7 @@ def open_source(
     start_wall: datetime | None = None,
     max_side: int | None = 1280,
     still_interval_s: float | None = None,
+    start_s: float = 0.0,
     **live_opts: object,
 ) -> Source:
     """Open a camera's frames.
@@ -58,6 +59,8 @@ def open_source(
     - a file: `FileSource`; one that cannot be opened raises `SourceError` saying why.
 
     `start_wall` (naive = UTC) anchors `Frame.wall`; `max_side` caps the longer image side.
+    `start_s`: for a video file, begin that many seconds in (seeking, on the cadence grid of a
+    whole-file read); a source of another kind raises ValueError.
     `live_opts` are ignored for recorded footage, so one option set can serve every camera.
     """
     if cadence_s <= 0:
@@ -65,6 +68,8 @@ def open_source(
     if start_wall is not None and start_wall.tzinfo is None:
         start_wall = start_wall.replace(tzinfo=UTC)
     kind = source_kind(source)
+    if start_s and kind is not SourceKind.file:
+        raise ValueError(f"start_s applies to a video file, not to {kind.value} source {source!r}")
     if kind is SourceKind.live:
         known = {f.name for f in fields(LiveOptions)}
         unknown = sorted(set(live_opts) - known)
@@ -74,7 +79,7 @@ def open_source(
         return LiveSource(camera_id, source, cadence_s, start_wall=start_wall, max_side=max_side, options=options)
     path = Path(source.removeprefix("file://"))
     if kind is SourceKind.file:
-        return FileSource(camera_id, path, cadence_s, start_wall=start_wall, max_side=max_side)
+        return FileSource(camera_id, path, cadence_s, start_wall=start_wall, max_side=max_side, start_s=start_s)
     media = list_media(path)
     if kind is SourceKind.stills:
         timeline = stills_timeline(media, still_interval_s or cadence_s)

@@ -24,7 +24,8 @@ class RecordedSource(Source):
     """Frames of `files` (videos and single stills) at the cadence, `pts` continuing across files.
 
     `wall` = `start_wall` + pts if given; otherwise each file's own recording start (creation_time
-    tag, else mtime minus duration) plus its pts.
+    tag, else mtime minus duration) plus its pts. `start_s` (a single video file only): begin
+    that far in, seeking rather than decoding the footage before it.
     """
 
     def __init__(
@@ -36,8 +37,12 @@ class RecordedSource(Source):
         *,
         start_wall: datetime | None = None,
         max_side: int | None = 1280,
+        start_s: float = 0.0,
     ) -> None:
         super().__init__(camera_id, source)
+        if start_s > 0 and len(files) != 1:
+            raise ValueError("start_s is for a single video file")
+        self._start_s = start_s
         self._files = list(files)
         self._cadence_s = cadence_s
         self._start_wall = start_wall
@@ -67,7 +72,8 @@ class RecordedSource(Source):
                 continue
             try:
                 wall0 = self._start_wall + timedelta(seconds=offset) if self._start_wall else video.start_wall()
-                for s in video.sample(gate, offset=offset, max_side=self._max_side, count=self._count, error=self._error):
+                samples = video.sample(gate, offset=offset, start_s=self._start_s, max_side=self._max_side, count=self._count, error=self._error)
+                for s in samples:
                     if self._closed:
                         return
                     yield self._emit(offset + s.pts, wall0 + timedelta(seconds=s.pts), s.image, s.keyframe)

@@ -7,6 +7,7 @@ everything (see NOTES); otherwise every frame is decoded and all but one per cad
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from enum import StrEnum
 
@@ -52,6 +53,15 @@ class CadenceGate:
             raise ValueError(f"cadence must be > 0 s, got {cadence_s}")
         self.cadence_s = cadence_s
         self._next: float | None = None
+
+    def start_at(self, pts: float) -> None:
+        """Begin at `pts` as a gate that had seen every frame since 0 would: on the same grid.
+
+        For reading a file from a seek point; the grid is the one a whole-file pass has when its
+        frames come without gaps (a gap would have restarted that pass's grid).
+        """
+        eps = 1e-6 + self.cadence_s * 1e-3
+        self._next = max(0.0, math.ceil(pts / self.cadence_s - eps / self.cadence_s) * self.cadence_s)
 
     def take(self, pts: float) -> bool:
         eps = 1e-6 + self.cadence_s * 1e-3

@@ -136,13 +136,17 @@ class VideoFile:
         gate: CadenceGate,
         *,
         offset: float = 0.0,
+        start_s: float = 0.0,
         max_side: int | None = None,
         count: Callable[..., None],
         error: Callable[[str], object],
     ) -> Iterator[Sample]:
         """Frames the gate lets through; `gate` sees `offset + pts`, the sample carries the file's pts.
 
-        `count(frames_decoded=…, corrupt_packets=…)` and `error(reason)` report to the source's stats.
+        `start_s` > 0: begin there (the gate on the grid a whole-file pass would have), seeking to
+        the keyframe before it instead of decoding everything up to it; a file that cannot seek is
+        read from its start. `count(frames_decoded=…, corrupt_packets=…)` and `error(reason)`
+        report to the source's stats.
         """
         stream = self._stream
         tb = stream.time_base or Fraction(1, 90000)
@@ -151,6 +155,10 @@ class VideoFile:
         scanned, keyframes, scanned_until, t0, scan_error = self._scan(packets, tb, window_s=max(3 * gate.cadence_s, 4.0))
         self.mode = choose_sampling(keyframes, scanned_until, gate.cadence_s)
         log.debug("%s: %s (keyframes at %s)", self.path.name, self.mode, keyframes[:6])
+        if start_s > 0:
+            gate.start_at(offset + start_s)
+            if start_s > scanned_until and scan_error is None and self._seek(start_s, tb, t0, cc):
+                scanned, packets = [], whole_pictures(self._container.demux(stream), cc)
         keyframes_only = self.mode is SamplingMode.keyframes
         if keyframes_only:
             cc.skip_frame = "NONKEY"
@@ -184,6 +192,16 @@ class VideoFile:
             elif not decoded:
                 error(f"{self.path.name}: no frame could be decoded")
         self.end_pts = max(last + self.frame_interval_s, 0.0)
+
+    def _seek(self, start_s: float, tb: Fraction, t0: int, cc: av.VideoCodecContext) -> bool:
+        """Move the demuxer to the keyframe at or before `start_s` (file seconds); False if it cannot."""
+        try:
+            self._container.seek(t0 + int(start_s / tb), stream=self._stream, backward=True, any_frame=False)
+        except (av.error.FFmpegError, OSError) as exc:
+            log.debug("%s: cannot seek to %.1f s (%s); reading from the start", self.path.name, start_s, exc)
+            return False
+        cc.flush_buffers()
+        return True
 
     def _scan(
         self, packets: Iterator[av.Packet], tb: Fraction, window_s: float

@@ -351,6 +351,12 @@ def _like(cases: list[CaseRecord], reference: list[CaseRecord]) -> bool:
     return on_cars and len(set(cars)) == len(cars) and all(c.case.category == Category.illegal_parking for c in cases)
 
 
+def _cluster_status(config_file: Path) -> tuple[int, dict]:
+    done = subprocess.run([*EXE, "cluster", "status", "-c", str(config_file), "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
 def _drained(r: redis.Redis, keys: Keys, group: str) -> bool:
     """Every entry of every event stream delivered to the casekeepers and acknowledged."""
     for stream in keys.all_events():
@@ -430,6 +436,13 @@ def test_two_workers_failover_replay_and_redis_restart(tmp_path, rds, prefix, pg
         assert all(0 < v < 2 for v in costs().values()), costs()
         assert sorted(map(str, _owners(rds, keys, names).values())) == ["w1", "w1", "w2", "w2"]
 
+        # the operator's view says the same: both workers, their cameras and costs, events applied
+        status, st = _cluster_status(config_file)
+        assert status == 0, st["findings"]
+        assert {w["id"] for w in st["workers"]} == {"w1", "w2"} and [k["id"] for k in st["casekeepers"]] == ["k1"]
+        assert {c["camera_id"]: c["owner"] for c in st["cameras"]} == _owners(rds, keys, names)
+        assert all(c["cores"] > 0 and c["behind_s"] is not None and c["behind_s"] < 30 for c in st["cameras"]), st["cameras"]
+
         # SIGKILL one worker: its cameras resume on the other within the lease time
         victims = [c for c, o in _owners(rds, keys, names).items() if o == "w1"]
         before = {r.case_id: r for r in _cases(pg_url)}
@@ -471,6 +484,8 @@ def test_two_workers_failover_replay_and_redis_restart(tmp_path, rds, prefix, pg
         assert w2.term() == 0, w2.text()[-3000:]
         assert set(_owners(rds, keys, names).values()) == {None}
         assert {rds.hget(keys.clock(n), "owner") for n in names} == {b"w2"}
+        status, st = _cluster_status(config_file)
+        assert status == 1 and st["findings"][0].startswith("no worker is running"), st["findings"]
         _wait("the casekeeper caught up", lambda: _drained(rds, keys, group), 30, [keeper])
         snapshot = {r.case_id: (r.case.events, r.sightings, r.case.status, r.case.last_seen_pts) for r in _cases(pg_url)}
         entries = sum(rds.xlen(s) for s in keys.all_events() if rds.exists(s))

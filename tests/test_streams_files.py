@@ -105,6 +105,30 @@ def test_keyframe_path_and_decode_drop_path(sample_video, tmp_path):
     assert np.abs(a.image.astype(int) - b.image.astype(int)).mean() < 12
 
 
+@pytest.mark.parametrize("gop, cadence, mode", [(12, 1.0, "keyframes"), (125, 1.0, "decode_all"), (125, 1.5, "decode_all")])
+def test_starting_inside_a_file_seeks_and_gives_the_frames_of_a_whole_pass(sample_video, tmp_path, gop, cadence, mode):
+    """A footage segment that starts 20 s in gets what a whole-file read gives from there on,
+    frame for frame, without decoding the 20 s before (only from the keyframe before its start)."""
+    path = _encode(sample_video("intersection"), tmp_path / f"gop{gop}.mp4", seconds=30, gop=gop)
+    with open_source("c", str(path), cadence) as src:
+        whole, whole_stats = list(src.frames()), src.stats
+    with open_source("c", str(path), cadence, start_s=20.0) as src:
+        part, part_stats = list(src.frames()), src.stats
+    tail = [f for f in whole if f.pts >= 20.0 - 1e-6]
+    assert [round(f.pts, 3) for f in part] == [round(f.pts, 3) for f in tail] and len(tail) >= 6
+    for a, b in zip(part, tail):
+        assert np.array_equal(a.image, b.image), a.pts
+        assert a.wall == b.wall
+    decoded_before_start = whole_stats.frames_decoded * 20 / 30
+    assert part_stats.frames_decoded < whole_stats.frames_decoded - 0.8 * decoded_before_start, (part_stats, whole_stats)
+    assert part_stats.state is SourceState.finished and part_stats.last_error == ""
+
+
+def test_a_start_inside_is_for_video_files_only(tmp_path):
+    with pytest.raises(ValueError, match="video file"):
+        open_source("c", "rtsp://127.0.0.1:1/x", 1.0, start_s=5.0)
+
+
 def test_unreadable_file_raises_a_clear_error(tmp_path, caplog):
     text = tmp_path / "report.mp4"
     text.write_text("minutes of the meeting, not a video\n")
