@@ -7,6 +7,8 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -27,19 +29,23 @@ def _logging(verbose: bool) -> None:
 def worker(
     config: Path = typer.Option(..., "--config", "-c", help="Config file: cameras, models, rules, distributed."),
     worker_id: str = typer.Option("", "--id", help="This worker's name in leases and logs (default: host-pid); unique per process."),
+    metrics_port: int = typer.Option(0, "--metrics-port", help="Serve this process's Prometheus /metrics on this port (0 = none)."),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address of the /metrics endpoint ('0.0.0.0' = every interface)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Claim cameras (and footage segments) through Redis leases, analyse them, publish events, until SIGTERM/SIGINT."""
     from citypatrol.pipeline.commands_batch import _detector
     from citypatrol.pipeline.live import stop_on_signals
+    from citypatrol.pipeline.process_metrics import WorkerCollector
     from citypatrol.pipeline.worker import Worker
 
     _logging(verbose)
     cfg = load_config(config)
     detector = _detector(cfg)
     stop = threading.Event()
-    with stop_on_signals(stop):
-        result = Worker(cfg, detector, worker_id=worker_id or None, stop=stop).run()
+    w = Worker(cfg, detector, worker_id=worker_id or None, stop=stop)
+    with _metrics(metrics_host, metrics_port, WorkerCollector(w)), stop_on_signals(stop):
+        result = w.run()
     console.print(f"worker stopped: {result.frames_analysed} frame(s) analysed, {result.messages} message(s), "
                   f"{result.segments} segment(s), {result.errors} error(s)", highlight=False)  # fmt: skip
 
@@ -48,19 +54,43 @@ def casekeeper(
     config: Path = typer.Option(..., "--config", "-c", help="Config file: storage (PostgreSQL), cases, codes, distributed."),
     keeper_id: str = typer.Option("", "--id", help="This casekeeper's consumer name (default: host-pid); unique per process."),
     replay: bool = typer.Option(False, "--replay", help="Re-read every retained event (idempotent: nothing is counted twice)."),
+    metrics_port: int = typer.Option(0, "--metrics-port", help="Serve this process's Prometheus /metrics on this port (0 = none)."),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address of the /metrics endpoint ('0.0.0.0' = every interface)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Build cases from the workers' events into the store, one shard at a time, until SIGTERM/SIGINT."""
     from citypatrol.pipeline.casekeeper import Casekeeper
     from citypatrol.pipeline.live import stop_on_signals
+    from citypatrol.pipeline.process_metrics import CasekeeperCollector
 
     _logging(verbose)
     cfg = load_config(config)
     stop = threading.Event()
-    with stop_on_signals(stop):
-        stats = Casekeeper(cfg, keeper_id=keeper_id or None, stop=stop, replay=replay).run()
+    keeper = Casekeeper(cfg, keeper_id=keeper_id or None, stop=stop, replay=replay)
+    with _metrics(metrics_host, metrics_port, CasekeeperCollector(keeper)), stop_on_signals(stop):
+        stats = keeper.run()
     console.print(f"casekeeper stopped: {stats.applied} message(s) applied, {stats.skipped} already applied, "
                   f"{stats.segments} segment(s), {stats.dead} set aside", highlight=False)  # fmt: skip
+
+
+@contextmanager
+def _metrics(host: str, port: int, collector) -> Iterator[None]:  # noqa: ANN001 (a prometheus Collector)
+    """This process's /metrics while the block runs; nothing when `port` is 0."""
+    from citypatrol.pipeline.live_metrics import serve_collector
+
+    if not port:
+        yield
+        return
+    try:
+        server = serve_collector(host, port, collector)
+    except OSError as exc:
+        console.print(f"[red]cannot start:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    logging.getLogger("citypatrol").info("metrics on http://%s:%d/metrics", host, server.server_port)
+    try:
+        yield
+    finally:
+        server.shutdown()
 
 
 def batch_queue(

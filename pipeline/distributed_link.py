@@ -143,6 +143,11 @@ class WorkerLink(threading.Thread):
     def camera_closed(self, camera_id: str) -> None:
         self._put(_Closed(camera_id))
 
+    @property
+    def waiting(self) -> int:
+        """Messages not yet sent (all of them while Redis is unreachable)."""
+        return len(self._outbox)
+
     def held_cameras(self) -> list[str]:
         with self._cond:
             return [c for c, h in self._held.items() if not h.stopping]

@@ -116,6 +116,7 @@ class Worker:
         self._sent: dict[str, OrderedDict[str, None]] = {}
         self._closer = ThreadPoolExecutor(max_workers=8, thread_name_prefix="close")
         self.frames_analysed = self.messages = self.segments = self.errors = 0
+        self.detect_calls, self.detect_seconds = 0, 0.0
         self._next_cost = 0.0
         self.saved_zones = _saved_zones(config)
 
@@ -139,6 +140,10 @@ class Worker:
         finally:
             self._shutdown()
         return WorkerResult(self.frames_analysed, self.messages, self.segments, self.errors)
+
+    def camera_feeds(self) -> list[tuple[str, Feed]]:
+        """(camera id, feed) of the cameras held now (footage segments left out); any thread."""
+        return [(cid, r.feed) for cid, r in list(self.routes.items()) if isinstance(r, _CameraRoute)]
 
     # -- orders from the link ------------------------------------------------------------------------
 
@@ -238,7 +243,9 @@ class Worker:
                 if isinstance(route, _SegmentRoute):
                     route.analysed += 1  # counted, so the segment still completes
             return
-        share = (time.perf_counter() - t) / len(taken)  # each frame's part of the batch
+        took = time.perf_counter() - t
+        self.detect_calls, self.detect_seconds = self.detect_calls + 1, self.detect_seconds + took
+        share = took / len(taken)  # each frame's part of the batch
         for arrival, dets in zip(taken, detections):
             route = self.routes.get(arrival.frame.camera_id)
             t = time.perf_counter()

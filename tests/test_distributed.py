@@ -35,12 +35,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import redis
 import yaml
 from fixtures_streams import rtsp_server_factory  # noqa: F401
 from footage import PARKED_BAYS, PARKED_CARS, PARKING, encode, frame_at
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from citypatrol.models.detector import load_detectors
@@ -351,6 +353,18 @@ def _like(cases: list[CaseRecord], reference: list[CaseRecord]) -> bool:
     return on_cars and len(set(cars)) == len(cars) and all(c.case.category == Category.illegal_parking for c in cases)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """(sample name, sorted labels) → value, from a process's /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
 def _cluster_status(config_file: Path) -> tuple[int, dict]:
     done = subprocess.run([*EXE, "cluster", "status", "-c", str(config_file), "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode in (0, 1), done.stderr
@@ -414,8 +428,9 @@ def test_two_workers_failover_replay_and_redis_restart(tmp_path, rds, prefix, pg
     keys = Keys.of(config.distributed)
     group = config.distributed.casekeeper_group
 
-    keeper = Proc("casekeeper", ["casekeeper", "-c", str(config_file), "--id", "k1"], tmp_path)
-    w1 = Proc("w1", ["worker", "-c", str(config_file), "--id", "w1"], tmp_path)
+    keeper_port, w1_port = _free_port(), _free_port()
+    keeper = Proc("casekeeper", ["casekeeper", "-c", str(config_file), "--id", "k1", "--metrics-port", str(keeper_port)], tmp_path)
+    w1 = Proc("w1", ["worker", "-c", str(config_file), "--id", "w1", "--metrics-port", str(w1_port)], tmp_path)
     w2 = Proc("w2", ["worker", "-c", str(config_file), "--id", "w2"], tmp_path)
     procs = [keeper, w1, w2]
     try:
@@ -442,6 +457,17 @@ def test_two_workers_failover_replay_and_redis_restart(tmp_path, rds, prefix, pg
         assert {w["id"] for w in st["workers"]} == {"w1", "w2"} and [k["id"] for k in st["casekeepers"]] == ["k1"]
         assert {c["camera_id"]: c["owner"] for c in st["cameras"]} == _owners(rds, keys, names)
         assert all(c["cores"] > 0 and c["behind_s"] is not None and c["behind_s"] < 30 for c in st["cameras"]), st["cameras"]
+        # and each process's own /metrics
+        w1_metrics, keeper_metrics = _scrape(w1_port), _scrape(keeper_port)
+        w1_cams = sorted(c for c, o in _owners(rds, keys, names).items() if o == "w1")
+        assert w1_metrics[("citypatrol_worker_cameras_held", ())] == 2
+        assert w1_metrics[("citypatrol_worker_frames_analysed_total", ())] >= 10
+        assert w1_metrics[("citypatrol_worker_messages_published_total", ())] >= 10
+        assert w1_metrics[("citypatrol_worker_detector_seconds_total", ())] > 0
+        assert sorted(dict(k[1])["camera"] for k, v in w1_metrics.items() if k[0] == "citypatrol_worker_camera_up" and v == 1) == w1_cams
+        assert keeper_metrics[("citypatrol_casekeeper_shards_held", ())] == 2
+        assert keeper_metrics[("citypatrol_casekeeper_messages_applied_total", ())] >= 10
+        assert keeper_metrics[("citypatrol_casekeeper_dead_letters_total", ())] == 0
 
         # SIGKILL one worker: its cameras resume on the other within the lease time
         victims = [c for c, o in _owners(rds, keys, names).items() if o == "w1"]
@@ -703,8 +729,9 @@ def test_batch_queue_segments_over_workers_with_a_worker_killed(tmp_path, rds, p
     config_file.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     config = Config.model_validate(cfg)
     keys = Keys.of(config.distributed)
-    keeper = Proc("casekeeper", ["casekeeper", "-c", str(config_file), "--id", "k1"], tmp_path)
-    w1 = Proc("w1", ["worker", "-c", str(config_file), "--id", "w1"], tmp_path)
+    keeper_port, w1_port = _free_port(), _free_port()
+    keeper = Proc("casekeeper", ["casekeeper", "-c", str(config_file), "--id", "k1", "--metrics-port", str(keeper_port)], tmp_path)
+    w1 = Proc("w1", ["worker", "-c", str(config_file), "--id", "w1", "--metrics-port", str(w1_port)], tmp_path)
     w2 = Proc("w2", ["worker", "-c", str(config_file), "--id", "w2"], tmp_path)
     procs = [keeper, w1, w2]
     queue = None
