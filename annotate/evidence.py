@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -226,6 +227,18 @@ def write_clip_from_frames(
     h, w = frames[0].shape[:2]
     timed = ((i / float(rate), av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")) for i, f in enumerate(frames))
     return _encode(timed, rate, Path(out), max_side, (w, h), 0.0)
+
+
+def clip_bytes_from_frames(frames: Sequence[np.ndarray], fps: float, max_side: int = 960) -> bytes:
+    """`write_clip_from_frames`, as the bytes of the MP4 (to send to another machine)."""
+    with tempfile.TemporaryDirectory(prefix="citypatrol-clip-") as tmp:
+        return write_clip_from_frames(frames, fps, Path(tmp) / "clip.mp4", max_side).path.read_bytes()
+
+
+def clip_bytes_from_file(video_path: str | Path, start_s: float, end_s: float, max_side: int = 960) -> bytes:
+    """`write_clip_from_file`, as the bytes of the MP4 (to send to another machine)."""
+    with tempfile.TemporaryDirectory(prefix="citypatrol-clip-") as tmp:
+        return write_clip_from_file(video_path, start_s, end_s, Path(tmp) / "clip.mp4", max_side).path.read_bytes()
 
 
 def _decode_span(src, stream, start: float, end: float):

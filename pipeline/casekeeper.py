@@ -40,7 +40,7 @@ import redis
 
 from citypatrol.pipeline.casebuilder import CaseBuilder, CaseChange, ChangeKind
 from citypatrol.pipeline.config import Camera, Config
-from citypatrol.pipeline.distributed import FrameMessage, Keys, SegmentResult, balance, decode, shard_key, shard_of
+from citypatrol.pipeline.distributed import FrameMessage, Keys, SegmentResult, balance, clip_key, decode, shard_key, shard_of
 from citypatrol.pipeline.distributed_apply import CaseWriter, db_transient
 from citypatrol.pipeline.distributed_redis import TRANSIENT, Backoff, Leases, Members, autoclaim_all, connect, ensure_group, is_nogroup, redact_redis_url
 from citypatrol.pipeline.store import Store, open_store
@@ -236,13 +236,15 @@ class Casekeeper:
         return shard.marks[cam]
 
     def _write(self, changes: list[CaseChange], image_key: str | None) -> None:
-        jpeg: list[bytes | None] = []
+        blobs: list[bytes | None] = []  # [frame, clip], read once per message
         for change in changes:
             self._retry_db(lambda c=change: self.writer.persist(c), f"writing case {change.case.case_id}", raise_other=True)
             if change.kind in (ChangeKind.opened, ChangeKind.reopened):
-                if not jpeg:
-                    jpeg.append(self._retry_redis(lambda: self.r.get(image_key)) if image_key else None)
-                self._retry_db(lambda c=change: self.writer.evidence(c, jpeg[0]), f"evidence of {change.case.case_id}", raise_other=True)
+                if not blobs:
+                    keys = [image_key, clip_key(image_key)] if image_key else []
+                    blobs = self._retry_redis(lambda: self.r.mget(keys)) if keys else [None, None]
+                self._retry_db(lambda c=change: self.writer.evidence(c, blobs[0], blobs[1]), f"evidence of {change.case.case_id}",
+                               raise_other=True)  # fmt: skip
 
     def _apply_segment(self, shard: _Shard, entry_id: str, result: SegmentResult) -> None:
         key = (result.job, result.camera_id)

@@ -25,7 +25,8 @@ How the pieces fit (the I/O lives in `distributed_redis.py`, `worker.py`, `casek
   (`<prefix>:events:<k>`, k = `shard_of(site or camera)`: cameras of one site share a shard,
   because cross-camera dedup needs one builder). The evidence frame travels beside the message,
   not in it: a JPEG under `<prefix>:img:…` with a TTL, written only for the first event of a new
-  sighting (an event id this worker has not sent before).
+  sighting (an event id this worker has not sent before), and beside it the evidence clip
+  (`…:clip`, H.264 MP4: the camera's recent frames, or the span of a footage segment's file).
 - **Casekeepers** (`citypatrol casekeeper`) claim shards with the same leases and fair share. The
   owner of a shard reads its stream in a consumer group (XREADGROUP), runs a `CaseBuilder` over
   it, writes each change to the store (`Store.apply_change`: idempotent by case id and event id)
@@ -115,6 +116,11 @@ class Keys:
     def dead(self) -> str:
         """Messages a casekeeper could not apply for good (a bug, not an outage), kept for a person."""
         return f"{self.prefix}:dead"
+
+
+def clip_key(image_key: str) -> str:
+    """Where the evidence clip of a sighting waits beside its frame (same TTL); absent = no clip."""
+    return f"{image_key}:clip"
 
 
 def shard_of(key: str, shards: int) -> int:

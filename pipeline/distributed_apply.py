@@ -9,15 +9,18 @@ and path), so a retry after a partial failure repeats nothing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from citypatrol.annotate.evidence import write_case_images
+from citypatrol.annotate.evidence import EvidenceFile, write_case_images
+from citypatrol.annotate.files import write_atomic
 from citypatrol.pipeline.case_states import InvalidTransition
 from citypatrol.pipeline.casebuilder import CaseChange, ChangeKind
 from citypatrol.pipeline.config import Camera, Config
@@ -28,7 +31,7 @@ from citypatrol.pipeline.types import Event
 
 log = logging.getLogger("citypatrol.casekeeper")
 
-_KIND = {"image": "frame", "crop": "crop"}
+_KIND = {"image": "frame", "crop": "crop", "clip": "clip"}
 
 
 def db_transient(exc: BaseException) -> bool:
@@ -78,9 +81,10 @@ class CaseWriter:
         except InvalidTransition as exc:
             log.warning("%s; keeping the stored status", exc)
 
-    def evidence(self, change: CaseChange, jpeg: bytes | None) -> None:
-        """The annotated frame and crop of an opened or reopened case. A frame that is missing
-        (expired in Redis) or unreadable is logged and counted; database errors are raised."""
+    def evidence(self, change: CaseChange, jpeg: bytes | None, clip: bytes | None = None) -> None:
+        """The annotated frame and crop of an opened or reopened case, and the clip of an opened one
+        when its worker sent one. A frame that is missing (expired in Redis) or unreadable is logged
+        and counted; database errors are raised."""
         case = change.case
         if jpeg is None:
             self.evidence_errors += 1
@@ -106,9 +110,22 @@ class CaseWriter:
             self.evidence_errors += 1
             log.error("case %s: evidence could not be written: %s", case.case_id, exc)
             return
+        if clip is not None and change.kind is ChangeKind.opened:
+            try:
+                files += (_clip_file(evidence_dir / case.case_id / "clip.mp4", clip),)
+            except (OSError, ValueError) as exc:  # the frame and crop still go in
+                self.evidence_errors += 1
+                log.error("case %s: evidence clip not written: %s", case.case_id, exc)
         for f in files:
             rel = f.path.relative_to(evidence_dir).as_posix()
             self.store.add_evidence(case.case_id, _KIND[f.kind], rel, f.sha256, f.bytes)
+
+
+def _clip_file(path: Path, data: bytes) -> EvidenceFile:
+    if data[4:8] != b"ftyp":
+        raise ValueError("the evidence clip from the worker is not an MP4 file")
+    write_atomic(path, data)
+    return EvidenceFile("clip", path, hashlib.sha256(data).hexdigest(), len(data))
 
 
 def _dwell(event: Event | None) -> float:

@@ -35,6 +35,7 @@ from citypatrol.pipeline.distributed import (
     SegmentResult,
     balance,
     camera_weight,
+    clip_key,
     encode,
     measured_weights,
     shard_key,
@@ -68,6 +69,7 @@ class StartSegment:
 class _Frame:
     message: FrameMessage
     image: bytes | None
+    clip: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,8 @@ class WorkerLink(threading.Thread):
             if camera_id in self._held:
                 self._costs[camera_id] = cores
 
-    def publish(self, message: FrameMessage, image: bytes | None) -> None:
-        self._put(_Frame(message, image))
+    def publish(self, message: FrameMessage, image: bytes | None, clip: bytes | None = None) -> None:
+        self._put(_Frame(message, image, clip))
 
     def segment_done(self, entry_id: str, result: SegmentResult, images: Sequence[tuple[str, bytes]]) -> None:
         self._put(_Segment(entry_id, result, tuple(images)))
@@ -346,6 +348,8 @@ class WorkerLink(threading.Thread):
             pipe = self.r.pipeline(transaction=True)
             if item.image is not None and item.message.image_key:
                 pipe.set(item.message.image_key, item.image, px=ttl_ms)
+                if item.clip is not None:
+                    pipe.set(clip_key(item.message.image_key), item.clip, px=ttl_ms)
             pipe.xadd(self._stream(item.message.camera_id, cam.site if cam else ""), encode(item.message), maxlen=maxlen, approximate=True)
             pipe.execute()
             self.stats.published += 1

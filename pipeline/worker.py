@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,10 +42,11 @@ import cv2
 import numpy as np
 from sqlalchemy.engine import make_url
 
+from citypatrol.annotate.evidence import clip_bytes_from_file, clip_bytes_from_frames
 from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.analyzer import Analyzer
 from citypatrol.pipeline.config import Camera, Config
-from citypatrol.pipeline.distributed import CostMeter, FrameMessage, SegmentResult, TickGate, continued_pts
+from citypatrol.pipeline.distributed import CostMeter, FrameMessage, SegmentResult, TickGate, clip_key, continued_pts
 from citypatrol.pipeline.distributed_link import StartCamera, StartSegment, StopCamera, WorkerLink
 from citypatrol.pipeline.distributed_redis import Clock, connect, redact_redis_url
 from citypatrol.pipeline.distributed_segments import SegmentSource, SegmentTask, segment_camera
@@ -173,7 +174,7 @@ class Worker:
             log.error("%s", exc)  # held all the same: its lease says who is responsible for it
             return
         log.info("camera %s: %s every %g s", cam.id, redact_url(cam.source), cam.cadence_s)
-        feed = Feed(source, self.board, realtime=True, clip_seconds=0, cadence_s=cam.cadence_s).start()
+        feed = Feed(source, self.board, realtime=True, clip_seconds=self.config.storage.clip_seconds, cadence_s=cam.cadence_s).start()
         self.routes[cam.id] = _CameraRoute(cam, feed, clock, CostMeter(started=time.monotonic()))
 
     def _stop_camera(self, camera_id: str, *, release: bool) -> None:
@@ -271,7 +272,11 @@ class Worker:
         if not self.ticks.due(cam, frame.pts, bool(result.events)):
             return
         message, image = self._message(frame, result.events)
-        self.link.publish(message, image)
+        clip = None
+        if image is not None and self.config.storage.clip_seconds > 0:
+            ring = route.feed.clip()
+            clip = self._clip(cam, lambda: clip_bytes_from_frames(ring.frames, ring.fps) if len(ring.frames) >= 2 else None)
+        self.link.publish(message, image, clip)
         self.messages += 1
 
     def _segment_frame(self, route: _SegmentRoute, frame: Frame, dets) -> None:
@@ -286,6 +291,12 @@ class Worker:
         route.frames.append(message)
         if image is not None and message.image_key:
             route.images.append((message.image_key, image))
+            seconds = self.config.storage.clip_seconds
+            if seconds > 0:
+                start = max(0.0, frame.pts - seconds * 2 / 3)  # as a single machine cuts a recorded file's clip
+                clip = self._clip(frame.camera_id, lambda: clip_bytes_from_file(route.task.file, start, start + seconds))
+                if clip is not None:
+                    route.images.append((clip_key(message.image_key), clip))
 
     def _message(self, frame: Frame, events) -> tuple[FrameMessage, bytes | None]:
         image = key = None
@@ -293,6 +304,15 @@ class Worker:
             image = self._jpeg(frame.image)
             key = f"{self.d.prefix}:img:{frame.camera_id}:{uuid.uuid4().hex[:16]}"
         return FrameMessage(frame.camera_id, frame.pts, frame.wall, self.worker_id, tuple(events), key), image
+
+    @staticmethod
+    def _clip(camera_id: str, encode: Callable[[], bytes | None]) -> bytes | None:
+        """The evidence clip of a new sighting; a failure costs the clip, never the event."""
+        try:
+            return encode()
+        except Exception as exc:
+            log.warning("camera %s: no evidence clip: %s", camera_id, exc)
+            return None
 
     def _new_sighting(self, camera_id: str, event_ids: list[str]) -> bool:
         sent = self._sent.setdefault(camera_id, OrderedDict())

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -408,10 +409,18 @@ def _restart_redis() -> float:
 
 
 def _evidence_ok(case: CaseRecord, evidence_dir: Path) -> bool:
+    """Frame, crop and clip as on one machine, each file matching its recorded sha256; the clip
+    a real H.264 video of several frames at the frame's size or smaller."""
     kinds = {e.kind.value for e in case.evidence}
-    if kinds != {"frame", "crop"}:
+    if kinds != {"frame", "crop", "clip"}:
         return False
-    return all(hashlib.sha256((evidence_dir / e.path).read_bytes()).hexdigest() == e.sha256 for e in case.evidence)
+    if not all(hashlib.sha256((evidence_dir / e.path).read_bytes()).hexdigest() == e.sha256 for e in case.evidence):
+        return False
+    clip = next(e for e in case.evidence if e.kind.value == "clip")
+    with av.open(str(evidence_dir / clip.path)) as c:
+        codec = c.streams.video[0].codec_context.name
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    return codec == "h264" and len(frames) >= 2 and frames[0].std() > 5
 
 
 # -- live cameras ------------------------------------------------------------------------------------
