@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import av
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -719,6 +720,39 @@ def test_casekeeper_waits_out_a_database_outage_and_applies_everything_once(tmp_
         thread.join(timeout=30)
         proxy.stop()
     assert not thread.is_alive()
+
+
+def test_a_damaged_clip_costs_the_clip_not_the_frame_and_crop(tmp_path, rds, prefix, pg_url, stills, caplog):
+    from citypatrol.pipeline.casekeeper import Casekeeper
+    from citypatrol.pipeline.distributed import clip_key
+
+    cam = _camera("gate", "rtsp://127.0.0.1:1/none")
+    config = Config(cameras=[cam], storage=StorageConfig(database_url=pg_url, evidence_dir=tmp_path / "evidence"),
+                    cases=CasesConfig(grace_s=600),
+                    distributed=DistributedConfig(redis_url=REDIS_URL, prefix=prefix, shards=1, lease_ms=1500, heartbeat_ms=300))  # fmt: skip
+    keys = Keys.of(config.distributed)
+    _, jpeg = cv2.imencode(".jpg", stills[1])
+    image_key = f"{prefix}:img:gate:one"
+    rds.set(image_key, jpeg.tobytes(), ex=600)
+    rds.set(clip_key(image_key), b"\x00\x00\x00\x18not an mp4 at all", ex=600)
+    box = PARKED_CARS[0]
+    rds.xadd(keys.events(0), encode_message(FrameMessage("gate", 10.0, T0 + timedelta(seconds=10), "w-test",
+                                                         (_event("gate", box, 2.0, 10.0),), image_key)))  # fmt: skip
+    stop = threading.Event()
+    caplog.set_level("INFO", logger="citypatrol.casekeeper")
+    keeper = Casekeeper(config, keeper_id="k-clip", stop=stop)
+    thread = threading.Thread(target=keeper.run, daemon=True)
+    thread.start()
+    try:
+        _wait("the case with its evidence", lambda: [r for r in _cases(pg_url) if r.evidence], 30, [])
+        (case,) = _cases(pg_url)
+        assert sorted(e.kind.value for e in case.evidence) == ["crop", "frame"]
+        assert "evidence clip not written" in caplog.text and "not an MP4" in caplog.text
+        assert not (tmp_path / "evidence" / case.case_id / "clip.mp4").exists()
+        assert keeper.stats.dead == 0
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 # -- recorded footage ------------------------------------------------------------------------------
