@@ -43,6 +43,7 @@ from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.distributed import FrameMessage, Keys, SegmentResult, balance, clip_key, decode, shard_key, shard_of
 from citypatrol.pipeline.distributed_apply import CaseWriter, db_transient
 from citypatrol.pipeline.distributed_redis import TRANSIENT, Backoff, Leases, Members, autoclaim_all, connect, ensure_group, is_nogroup, redact_redis_url
+from citypatrol.pipeline.second_stage import Check
 from citypatrol.pipeline.store import Store, open_store
 
 log = logging.getLogger("citypatrol.casekeeper")
@@ -100,7 +101,7 @@ def default_keeper_id() -> str:
 
 class Casekeeper:
     def __init__(self, config: Config, *, keeper_id: str | None = None, stop: threading.Event | None = None,
-                 replay: bool = False, store: Store | None = None) -> None:
+                 replay: bool = False, store: Store | None = None, check: Check | None = None) -> None:
         self.config = config
         self.d = config.distributed
         self.keys = Keys.of(self.d)
@@ -108,6 +109,7 @@ class Casekeeper:
         self.stop = stop or threading.Event()
         self.replay = replay
         self.store = store
+        self.check = check
         self.stats = CasekeeperStats()
         self.shards: dict[int, _Shard] = {}
         self.r = connect(self.d.redis_url)
@@ -129,7 +131,7 @@ class Casekeeper:
         try:
             if own_store:
                 self.store = self._retry_db(lambda: open_store(self.config.storage.database_url), "opening the database")
-            self.writer = CaseWriter(self.store, self.config, self.config.cameras)
+            self.writer = CaseWriter(self.store, self.config, self.config.cameras, check=self.check)
             for cam in self.config.cameras:
                 self._retry_db(lambda c=cam: self.store.upsert_camera(c), "recording the cameras")
             self._loop()
@@ -238,11 +240,13 @@ class Casekeeper:
     def _write(self, changes: list[CaseChange], image_key: str | None) -> None:
         blobs: list[bytes | None] = []  # [frame, clip], read once per message
         for change in changes:
-            self._retry_db(lambda c=change: self.writer.persist(c), f"writing case {change.case.case_id}", raise_other=True)
-            if change.kind in (ChangeKind.opened, ChangeKind.reopened):
-                if not blobs:
-                    keys = [image_key, clip_key(image_key)] if image_key else []
-                    blobs = self._retry_redis(lambda: self.r.mget(keys)) if keys else [None, None]
+            evidence = change.kind in (ChangeKind.opened, ChangeKind.reopened)
+            if evidence and not blobs:
+                keys = [image_key, clip_key(image_key)] if image_key else []
+                blobs = self._retry_redis(lambda: self.r.mget(keys)) if keys else [None, None]
+            frame = blobs[0] if evidence else None
+            self._retry_db(lambda c=change, f=frame: self.writer.persist(c, f), f"writing case {change.case.case_id}", raise_other=True)
+            if evidence:
                 self._retry_db(lambda c=change: self.writer.evidence(c, blobs[0], blobs[1]), f"evidence of {change.case.case_id}",
                                raise_other=True)  # fmt: skip
 

@@ -25,6 +25,19 @@ def _config(path: Path | None) -> Config:
     return load_config(path) if path else Config()
 
 
+def _review_check(config: Config):
+    """The second-stage check the review policy uses (dispatch on and `review.verifier` set), or None."""
+    from citypatrol.pipeline.second_stage import VerifierUnavailable, load_check
+
+    if not config.dispatch.enabled:
+        return None
+    try:
+        return load_check(config.review)
+    except VerifierUnavailable as exc:
+        console.print(f"[red]cannot load the second-stage verifier:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _detector(config: Config):
     from citypatrol.models.detector import DetectorError
     from citypatrol.models.assets import AssetError
@@ -87,7 +100,8 @@ def analyze(
     if not cameras:
         console.print("[red]nothing to analyse:[/red] give video files or folders, or a config with recorded cameras")
         raise typer.Exit(1)
-    result = run_batch(cfg, cameras, out, _detector(cfg), console=console, show_progress=progress)
+    check = _review_check(cfg)
+    result = run_batch(cfg, cameras, out, _detector(cfg), console=console, show_progress=progress, check=check)
     print_summary(result)
     if not result.analysed_any:
         console.print("[red]nothing could be analysed[/red]: every source failed (see the table above)")

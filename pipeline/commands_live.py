@@ -26,7 +26,7 @@ def run(
 ) -> None:
     """Watch the configured cameras live until SIGTERM/SIGINT: cases, evidence, /metrics, status file,
     with the review center and the dispatcher in the same process."""
-    from citypatrol.pipeline.commands_batch import _detector
+    from citypatrol.pipeline.commands_batch import _detector, _review_check
     from citypatrol.pipeline.live import run_live, stop_on_signals
     from citypatrol.pipeline.store_records import StoreError
 
@@ -39,6 +39,7 @@ def run(
     from citypatrol.pipeline.live_services import start_services
     from citypatrol.pipeline.store import open_store
 
+    check = _review_check(cfg)
     detector = _detector(cfg)
     stop = threading.Event()
     try:
@@ -51,7 +52,7 @@ def run(
         console.print(url, highlight=False)
     try:
         with stop_on_signals(stop):
-            result = run_live(cfg, cameras, detector, stop=stop, store=store)
+            result = run_live(cfg, cameras, detector, stop=stop, store=store, check=check)
     except (OSError, StoreError) as exc:
         console.print(f"[red]cannot run:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -386,6 +386,15 @@ class ReviewConfig(Strict):
 
     default: ReviewThresholds = Field(default_factory=ReviewThresholds, description="Thresholds where no override matches.")
     overrides: list[ReviewOverride] = Field(default_factory=list, max_length=1000, description="Per camera / category thresholds.")
+    verifier: Path | None = Field(
+        None,
+        description="Second-stage verifier (.npz from `citypatrol verifier train`; relative = to the config file): its score "
+        "on each new case's crop is the check score `min_check_score` asks for. Categories it was not trained on get none.",
+    )
+
+    def wants_check(self) -> bool:
+        """True when some threshold asks for a second-stage check score."""
+        return self.default.min_check_score is not None or any(o.min_check_score is not None for o in self.overrides)
 
 
 class VerifyConfig(Strict):

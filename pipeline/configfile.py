@@ -299,7 +299,7 @@ def load_config(path: str | Path) -> Config:
 
 
 def resolve_relative_paths(config: Config, base: Path) -> Config:
-    """Camera sources and reference images given as relative paths are relative to the config file."""
+    """Camera sources, reference images and the review verifier given as relative paths are relative to the config file."""
     cams = []
     for cam in config.cameras:
         update: dict[str, Any] = {}
@@ -308,4 +308,8 @@ def resolve_relative_paths(config: Config, base: Path) -> Config:
         if cam.reference_image is not None and not cam.reference_image.is_absolute():
             update["reference_image"] = (base / cam.reference_image).resolve()
         cams.append(cam.model_copy(update=update) if update else cam)
-    return config.model_copy(update={"cameras": cams})
+    update = {"cameras": cams}
+    verifier = config.review.verifier
+    if verifier is not None and not verifier.is_absolute():
+        update["review"] = config.review.model_copy(update={"verifier": (base / verifier).resolve()})
+    return config.model_copy(update=update)

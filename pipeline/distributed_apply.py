@@ -25,9 +25,10 @@ from citypatrol.pipeline.case_states import InvalidTransition
 from citypatrol.pipeline.casebuilder import CaseChange, ChangeKind
 from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.review_policy import ReviewPolicy
+from citypatrol.pipeline.second_stage import Check
 from citypatrol.pipeline.store import Store
 from citypatrol.pipeline.store_records import StoreUnavailable
-from citypatrol.pipeline.types import Event
+from citypatrol.pipeline.types import Case, Event
 
 log = logging.getLogger("citypatrol.casekeeper")
 
@@ -44,8 +45,9 @@ def db_transient(exc: BaseException) -> bool:
 
 
 class CaseWriter:
-    def __init__(self, store: Store, config: Config, cameras: Sequence[Camera] = ()) -> None:
+    def __init__(self, store: Store, config: Config, cameras: Sequence[Camera] = (), check: Check | None = None) -> None:
         self.store = store
+        self.check = check  # the second-stage check (second_stage.load_check) → the policy's check_score
         self.config = config
         self.cameras = {c.id: c for c in cameras}
         self.tz = ZoneInfo(config.site.timezone)
@@ -53,26 +55,42 @@ class CaseWriter:
         self.opened = 0
         self.evidence_errors = 0
 
-    def persist(self, change: CaseChange) -> bool:
+    def persist(self, change: CaseChange, jpeg: bytes | None = None) -> bool:
         """One change, in one transaction (with the review decision and outbox message when dispatch
-        is on); True if the store did not have it yet. Raises on database errors."""
+        is on; `jpeg`, the case's frame, for the second-stage check); True if the store did not
+        have it yet. Raises on database errors."""
         case = change.case
         cam = self.cameras.get(case.camera_id)
         codes, location = self.config.codes[case.category], cam.location if cam else None
+        score = self._check_score(case, jpeg) if change.kind in (ChangeKind.opened, ChangeKind.reopened) else None
         if self.policy is not None and change.kind is ChangeKind.opened:
-            decided, message, _ = self.policy.apply(case, at=case.opened_at, dwell_s=_dwell(change.event))
+            decided, message, _ = self.policy.apply(case, at=case.opened_at, dwell_s=_dwell(change.event), check_score=score)
             new = self.store.open_case(decided, change.event, codes=codes, location=location, outbox=message)
         else:
             new = self.store.apply_change(change, codes=codes, location=location)
         if new and change.kind is ChangeKind.opened:
             self.opened += 1
         if self.policy is not None and change.kind is ChangeKind.reopened:
-            self._decide_reopened(change)
+            self._decide_reopened(change, score)
         return new
 
-    def _decide_reopened(self, change: CaseChange) -> None:
+    def _check_score(self, case: Case, jpeg: bytes | None) -> float | None:
+        """The second-stage check's score; none (the case is held) when there is no check, no frame or it fails."""
+        if self.check is None or self.policy is None or jpeg is None:
+            return None
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            return None
+        try:
+            return self.check(case, image)
+        except Exception as exc:  # the check never costs a case
+            log.error("case %s: second-stage check failed: %s", case.case_id, exc)
+            return None
+
+    def _decide_reopened(self, change: CaseChange, check_score: float | None = None) -> None:
         stored = self.store.get_case(change.case.case_id).case
-        decided, message, decision = self.policy.apply(stored, at=change.case.last_seen_at, dwell_s=_dwell(change.event))
+        decided, message, decision = self.policy.apply(stored, at=change.case.last_seen_at, dwell_s=_dwell(change.event),
+                                                       check_score=check_score)
         if decided is stored:
             return
         try:

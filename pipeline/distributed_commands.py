@@ -60,13 +60,15 @@ def casekeeper(
 ) -> None:
     """Build cases from the workers' events into the store, one shard at a time, until SIGTERM/SIGINT."""
     from citypatrol.pipeline.casekeeper import Casekeeper
+    from citypatrol.pipeline.commands_batch import _review_check
     from citypatrol.pipeline.live import stop_on_signals
     from citypatrol.pipeline.process_metrics import CasekeeperCollector
 
     _logging(verbose)
     cfg = load_config(config)
+    check = _review_check(cfg)
     stop = threading.Event()
-    keeper = Casekeeper(cfg, keeper_id=keeper_id or None, stop=stop, replay=replay)
+    keeper = Casekeeper(cfg, keeper_id=keeper_id or None, stop=stop, replay=replay, check=check)
     with _metrics(metrics_host, metrics_port, CasekeeperCollector(keeper)), stop_on_signals(stop):
         stats = keeper.run()
     console.print(f"casekeeper stopped: {stats.applied} message(s) applied, {stats.skipped} already applied, "

@@ -47,6 +47,7 @@ from citypatrol.pipeline.casebuilder import ChangeKind
 from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.live_feeds import Feed, FrameBoard
 from citypatrol.pipeline.live_metrics import serve_metrics
+from citypatrol.pipeline.second_stage import Check
 from citypatrol.pipeline.live_status import LiveStatus, StatusBook, write_status
 from citypatrol.pipeline.live_zones import SavedZones
 from citypatrol.pipeline.review_policy import ReviewPolicy
@@ -97,7 +98,10 @@ def run_live(
     stop: threading.Event | None = None,
     store: Store | None = None,
     hooks: Sequence[LiveHook] = (),
+    check: Check | None = None,
 ) -> LiveResult:
+    """Watch `cameras` until `stop`; `check(case, image)` is the second-stage check the review policy
+    uses (dispatch on; see `second_stage.load_check`)."""
     stop = stop or threading.Event()
     live = config.live
     own_store = store is None
@@ -110,7 +114,7 @@ def run_live(
     cameras = saved_zones.apply(cameras)  # zones drawn in the review center replace the config's
     # with dispatch on, the review policy decides each new case (auto-submit → outbox, or hold for review)
     policy = ReviewPolicy(config.review) if config.dispatch.enabled else None
-    recorder = CaseRecorder(store, config, config.storage.evidence_dir, cameras, policy=policy)
+    recorder = CaseRecorder(store, config, config.storage.evidence_dir, cameras, policy=policy, check=check)
     hooks = [*hooks, *_health_hooks(config, cameras, store)]
     board = FrameBoard()
     book = StatusBook(cameras, model=detector.version, interval_s=live.status_interval_s)

@@ -121,3 +121,24 @@ def test_config_check_cli_exit_codes(tmp_path):
     fail = subprocess.run(exe + [str(good), str(bad)], capture_output=True, text=True)
     assert fail.returncode == 1
     assert "cameras[2].cadense_s" in fail.stderr and "bad.yaml:8" in fail.stderr
+
+
+def test_a_review_verifier_is_relative_to_the_config_and_a_bad_one_stops_the_run(tmp_path):
+    folder = tmp_path / "city"
+    folder.mkdir()
+    cfg_file = folder / "city.yaml"
+    cfg_file.write_text(
+        "dispatch: {enabled: true, adapter: file, file_dir: outbox}\n"
+        "review:\n  default: {min_check_score: 0.6}\n  verifier: models/verifier.npz\n"
+    )
+    assert load_config(cfg_file).review.verifier == (folder / "models" / "verifier.npz").resolve()
+
+    exe = [sys.executable, "-m", "citypatrol.pipeline.cli", "analyze", "--config", str(cfg_file), "--out", str(tmp_path / "out"),
+           str(REPO / "tests" / "test_config.py")]  # fmt: skip
+    missing = subprocess.run(exe, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2
+    assert "second-stage verifier" in missing.stderr and "no such file" in missing.stderr and "verifier.npz" in missing.stderr
+    (folder / "models").mkdir()
+    (folder / "models" / "verifier.npz").write_bytes(b"PK\x03\x04 not really a verifier")
+    damaged = subprocess.run(exe, capture_output=True, text=True, timeout=300)
+    assert damaged.returncode == 2 and "is not a citypatrol verifier" in damaged.stderr, damaged.stderr

@@ -755,6 +755,46 @@ def test_a_damaged_clip_costs_the_clip_not_the_frame_and_crop(tmp_path, rds, pre
         thread.join(timeout=30)
 
 
+def test_the_casekeeper_asks_the_configured_verifier_before_auto_submitting(tmp_path, rds, prefix, pg_url, stills):
+    """review.verifier reaches the casekeeper: the same place scored on the frame with a parked car
+    goes out on its own, scored on the empty lot it waits for a reviewer."""
+    from citypatrol.annotate.evidence import crop_box
+    from citypatrol.models.verifier import train_verifier
+    from citypatrol.pipeline.casekeeper import Casekeeper
+    from citypatrol.pipeline.second_stage import load_check
+
+    empty, parked = stills
+    boxes = PARKED_CARS
+    verifier = train_verifier([crop_box(parked, b) for b in boxes] + [crop_box(empty, b) for b in boxes],
+                              ["illegal_parking"] * len(boxes) + ["allowed_parking"] * len(boxes), feature_kind="hog-colour")  # fmt: skip
+    config = Config.model_validate({
+        "cameras": [_camera(c, f"rtsp://127.0.0.1:1/{c}").model_dump(mode="json") for c in ("gate", "yard")],
+        "storage": {"database_url": pg_url, "evidence_dir": str(tmp_path / "evidence")},
+        "cases": {"grace_s": 600},
+        "dispatch": {"enabled": True, "adapter": "file", "file_dir": str(tmp_path / "outbox")},
+        "review": {"default": {"min_score": 0.0, "min_check_score": 0.5}, "verifier": str(verifier.save(tmp_path / "v.npz"))},
+        "distributed": {"redis_url": REDIS_URL, "prefix": prefix, "shards": 1, "lease_ms": 1500, "heartbeat_ms": 300},
+    })  # fmt: skip
+    keys = Keys.of(config.distributed)
+    for cam, frame in (("gate", parked), ("yard", empty)):
+        image_key = f"{prefix}:img:{cam}:one"
+        rds.set(image_key, cv2.imencode(".jpg", frame)[1].tobytes(), ex=600)
+        event = _event(cam, boxes[0], 2.0, 10.0)
+        rds.xadd(keys.events(0), encode_message(FrameMessage(cam, 10.0, T0 + timedelta(seconds=10), "w-test", (event,), image_key)))
+    stop = threading.Event()
+    keeper = Casekeeper(config, keeper_id="k-check", stop=stop, check=load_check(config.review))
+    thread = threading.Thread(target=keeper.run, daemon=True)
+    thread.start()
+    try:
+        _wait("both cases decided", lambda: len(_cases(pg_url)) == 2 and all(len(r.case.history) >= 2 for r in _cases(pg_url)), 30, [])
+        by_cam = {r.case.camera_id: r.case for r in _cases(pg_url)}
+        assert by_cam["gate"].status.value == "approved" and "second-stage check" in by_cam["gate"].history[1].reason
+        assert by_cam["yard"].status.value == "pending_review" and "second-stage check" in by_cam["yard"].history[1].reason
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
 # -- recorded footage ------------------------------------------------------------------------------
 
 

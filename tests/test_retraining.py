@@ -28,6 +28,7 @@ from citypatrol.models.detector import load_detectors
 from citypatrol.pipeline.active_sampling import ActiveSampler, SamplingConfig
 from citypatrol.pipeline.batch import run_batch
 from citypatrol.pipeline.config import Camera
+from citypatrol.pipeline.second_stage import load_check
 from citypatrol.streams.frame import Frame
 from tests.conftest import ASSETS
 from tests.fixtures_retraining import Decided, Seeded, coco_detector, decided, lot_config, parked_video, seeded, side  # noqa: F401
@@ -232,8 +233,9 @@ def test_verifier_from_export_holds_cases_through_the_recorder(exported, seeded:
     v = train_verifier(crops + vc, labels + vl, feature_kind="hog-colour")
     cam = seeded.config.cameras[0].model_copy(update={"source": str(parked_video)})
     cfg = lot_config([cam], dispatch={"enabled": True, "adapter": "file", "file_dir": str(tmp_path / "outbox")},
-                     review={"default": {"min_score": 0.0, "min_check_score": 0.5}})
-    result = run_batch(cfg, [cam], tmp_path / "out", seeded_detector(seeded), show_progress=False, check=v.check)
+                     review={"default": {"min_score": 0.0, "min_check_score": 0.5}, "verifier": str(v.save(tmp_path / "v.npz"))})
+    check = load_check(cfg.review)  # as `citypatrol analyze` / `run` / `casekeeper` load it
+    result = run_batch(cfg, [cam], tmp_path / "out", seeded_detector(seeded), show_progress=False, check=check)
     assert {side(r.case.box) for r in result.cases} == {"left", "right"}
     for r in result.cases:
         first = r.case.history[1]
