@@ -25,7 +25,7 @@ from citypatrol.pipeline.case_states import InvalidTransition
 from citypatrol.pipeline.casebuilder import CaseChange, ChangeKind
 from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.review_policy import ReviewPolicy
-from citypatrol.pipeline.second_stage import Check
+from citypatrol.pipeline.second_stage import Check, check_score
 from citypatrol.pipeline.store import Store
 from citypatrol.pipeline.store_records import StoreUnavailable
 from citypatrol.pipeline.types import Case, Event
@@ -78,14 +78,7 @@ class CaseWriter:
         """The second-stage check's score; none (the case is held) when there is no check, no frame or it fails."""
         if self.check is None or self.policy is None or jpeg is None:
             return None
-        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            return None
-        try:
-            return self.check(case, image)
-        except Exception as exc:  # the check never costs a case
-            log.error("case %s: second-stage check failed: %s", case.case_id, exc)
-            return None
+        return check_score(self.check, case, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
 
     def _decide_reopened(self, change: CaseChange, check_score: float | None = None) -> None:
         stored = self.store.get_case(change.case.case_id).case

@@ -22,6 +22,12 @@ console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 out_console = Console(width=None if sys.stdout.isatty() else 160)
 
 
+# options shared by `worker` and `casekeeper`
+METRICS_PORT = typer.Option(0, "--metrics-port", help="Serve this process's Prometheus /metrics on this port (0 = none).")
+METRICS_HOST = typer.Option("127.0.0.1", "--metrics-host", help="Address of the /metrics endpoint ('0.0.0.0' = every interface).")
+VERBOSE = typer.Option(False, "--verbose", "-v", help="Debug logging.")
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -29,9 +35,9 @@ def _logging(verbose: bool) -> None:
 def worker(
     config: Path = typer.Option(..., "--config", "-c", help="Config file: cameras, models, rules, distributed."),
     worker_id: str = typer.Option("", "--id", help="This worker's name in leases and logs (default: host-pid); unique per process."),
-    metrics_port: int = typer.Option(0, "--metrics-port", help="Serve this process's Prometheus /metrics on this port (0 = none)."),
-    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address of the /metrics endpoint ('0.0.0.0' = every interface)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    metrics_port: int = METRICS_PORT,
+    metrics_host: str = METRICS_HOST,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Claim cameras (and footage segments) through Redis leases, analyse them, publish events, until SIGTERM/SIGINT."""
     from citypatrol.pipeline.commands_batch import _detector
@@ -54,9 +60,9 @@ def casekeeper(
     config: Path = typer.Option(..., "--config", "-c", help="Config file: storage (PostgreSQL), cases, codes, distributed."),
     keeper_id: str = typer.Option("", "--id", help="This casekeeper's consumer name (default: host-pid); unique per process."),
     replay: bool = typer.Option(False, "--replay", help="Re-read every retained event (idempotent: nothing is counted twice)."),
-    metrics_port: int = typer.Option(0, "--metrics-port", help="Serve this process's Prometheus /metrics on this port (0 = none)."),
-    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address of the /metrics endpoint ('0.0.0.0' = every interface)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    metrics_port: int = METRICS_PORT,
+    metrics_host: str = METRICS_HOST,
+    verbose: bool = VERBOSE,
 ) -> None:
     """Build cases from the workers' events into the store, one shard at a time, until SIGTERM/SIGINT."""
     from citypatrol.pipeline.casekeeper import Casekeeper

@@ -37,6 +37,7 @@ from citypatrol.pipeline.casebuilder import CaseChange, ChangeKind
 from citypatrol.pipeline.case_states import InvalidTransition
 from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.review_policy import ReviewPolicy
+from citypatrol.pipeline.second_stage import check_score
 from citypatrol.pipeline.store import Store
 from citypatrol.pipeline.store_records import StoreUnavailable
 from citypatrol.pipeline.types import Case, Event
@@ -101,13 +102,7 @@ class CaseRecorder:
 
     def _check_score(self, case: Case, image: np.ndarray | None) -> float | None:
         """The second-stage check's score for the policy; a failing check is no score (the case is held)."""
-        if self.check is None or self.policy is None or image is None:
-            return None
-        try:
-            return self.check(case, image)
-        except Exception as exc:  # the check never costs a case
-            log.error("case %s: second-stage check failed: %s", case.case_id, exc)
-            return None
+        return check_score(self.check, case, image) if self.policy is not None else None
 
     def _decide_reopened(self, change: CaseChange, check_score: float | None = None) -> None:
         """A case the builder reopened is decided again (auto-submit or hold), like a new one."""

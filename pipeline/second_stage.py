@@ -51,3 +51,15 @@ def load_check(review: ReviewConfig) -> Check | None:
     if not review.wants_check():
         log.warning("review: a verifier is configured but no min_check_score uses its score")
     return verifier.check
+
+
+def check_score(check: Check | None, case: Case, image: np.ndarray | None) -> float | None:
+    """`check`'s score of `case` on `image`; None (the policy holds the case) when there is no
+    check or image, or the check fails: a failing check never costs a case."""
+    if check is None or image is None:
+        return None
+    try:
+        return check(case, image)
+    except Exception as exc:
+        log.error("case %s: second-stage check failed: %s", case.case_id, exc)
+        return None
