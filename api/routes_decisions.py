@@ -1,4 +1,4 @@
-"""Review decisions on a case: confirm, reject, reclassify, merge, note.
+"""Review decisions on a case: confirm, reject, reclassify, merge, note, correct the box.
 
 Each goes through the case state machine where the status moves and writes an audit row with
 the user and the time; each answers with the case as it is now. A move the state machine
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path as PathParam
 
 from citypatrol.api.auth import REVIEWERS, Principal
 from citypatrol.api.routes_cases import load_detail
-from citypatrol.api.schemas import CASE_ID, CaseDetailOut, ConfirmIn, MergeIn, NoteIn, ReclassifyIn, RejectIn
+from citypatrol.api.schemas import CASE_ID, BoxIn, CaseDetailOut, ConfirmIn, MergeIn, NoteIn, ReclassifyIn, RejectIn
 from citypatrol.api.state import AppState, app_state
 from citypatrol.pipeline.case_states import InvalidTransition
 from citypatrol.pipeline.store_records import CaseNotFound
@@ -74,4 +74,13 @@ def add_note(case_id: CaseId, body: NoteIn, state: Annotated[AppState, Depends(a
              who: Annotated[Principal, Depends(REVIEWERS)]) -> CaseDetailOut:
     def act() -> None:
         state.review.add_note(case_id, body.text, actor=who.actor)
+    return _run(state, case_id, act)
+
+
+@router.post("/cases/{case_id}/box", response_model=CaseDetailOut, responses=ERRORS,
+             summary="Correct the object's box on the evidence frame (used when exporting training data)")
+def correct_box(case_id: CaseId, body: BoxIn, state: Annotated[AppState, Depends(app_state)],
+                who: Annotated[Principal, Depends(REVIEWERS)]) -> CaseDetailOut:
+    def act() -> None:
+        state.review.correct_box(case_id, tuple(body.box), actor=who.actor, reason=body.reason)
     return _run(state, case_id, act)

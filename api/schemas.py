@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from citypatrol.pipeline.config import Category, Zone
 from citypatrol.pipeline.store_users import Role
@@ -174,6 +174,7 @@ class AuditOut(Out):
 
 class CaseDetailOut(CaseOut):
     model: str
+    reviewed_box: list[float] | None = Field(None, description="The newest box a reviewer drew for the object, if any.")
     sightings: int
     history: list[TransitionOut]
     activity: list[AuditOut]
@@ -209,6 +210,19 @@ class MergeIn(In):
 
 class NoteIn(In):
     text: Annotated[Text, Field(min_length=1, max_length=2000)]
+
+
+class BoxIn(In):
+    box: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(
+        min_length=4, max_length=4, description="The object on the evidence frame: x1, y1, x2, y2 as fractions of its width and height.")]
+    reason: Annotated[Text, Field(max_length=500)] = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "BoxIn":
+        x1, y1, x2, y2 = self.box
+        if x2 - x1 < 0.002 or y2 - y1 < 0.002:
+            raise ValueError("box must have x1 < x2 and y1 < y2 (and be more than a sliver)")
+        return self
 
 
 # -- cameras and zones --------------------------------------------------------------------------

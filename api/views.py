@@ -30,6 +30,7 @@ def case_detail(r: CaseRecord, evidence: Sequence[EvidenceItem], names: dict[str
     return CaseDetailOut(
         **_case_fields(r, evidence, names),
         model=c.model,
+        reviewed_box=next((list(a.detail["to"]) for a in reversed(activity) if a.action == "correct_box" and "to" in a.detail), None),
         sightings=r.sightings,
         history=[TransitionOut(from_status=t.from_status, to_status=t.to_status, at=t.at, actor=t.actor, reason=t.reason)
                  for t in c.history],

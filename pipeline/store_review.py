@@ -157,6 +157,24 @@ class ReviewStore:
                   detail={"into": into, "sightings": int(moved), "category": src.category})
             return t
 
+    def correct_box(self, case_id: str, box: tuple[float, float, float, float], *, actor: str, reason: str = "") -> AuditEntry:
+        """A reviewer's box for the object on the case's evidence frame (normalised x1, y1, x2, y2).
+
+        The case keeps the box the pipeline found (dedup and re-checks go by it); the correction is
+        an audit row, the newest one wins, and `citypatrol dataset export` labels with it.
+        """
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if not (0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0):
+            raise ValueError(f"box {box} is not inside the frame as x1 < x2, y1 < y2 in 0…1")
+        with transaction(self._engine, write=True) as s:
+            row = w.case_row(s, case_id, lock=True)
+            row.updated_at = utcnow()
+            audit(s, actor, "correct_box", case_id=case_id, reason=reason,
+                  detail={"from": [row.x1, row.y1, row.x2, row.y2], "to": [round(v, 5) for v in (x1, y1, x2, y2)]})
+            s.flush()
+            entry = s.scalars(select(AuditRow).where(AuditRow.case_id == case_id).order_by(AuditRow.id.desc()).limit(1)).one()
+            return _audit(entry)
+
     def add_note(self, case_id: str, text: str, *, actor: str) -> AuditEntry:
         with transaction(self._engine, write=True) as s:
             row = w.case_row(s, case_id)

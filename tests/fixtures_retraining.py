@@ -10,7 +10,7 @@ a clip re-decoded from the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -82,6 +82,7 @@ class Decided:
     rejected_false: list[str]  # 误报：不是问题
     rejected_compliant: list[str]  # 合规
     skipped: list[str]  # 画面不清: not used for training
+    reviewed_boxes: dict[str, list[float]] = field(default_factory=dict)  # boxes the reviewer drew
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,12 @@ def decided(seeded: Seeded) -> Decided:
             for item in sorted(cases, key=lambda i: (i["camera_id"], i["box"][0])):
                 case_id, what = item["case_id"], plan[(item["camera_id"], side(item["box"]))]
                 if what == "confirm":
+                    # the reviewer first tightens the box around the car, as drawn in the review center
+                    x1, y1, x2, y2 = item["box"]
+                    tight = [round(v, 4) for v in (x1 + 0.1 * (x2 - x1), y1 + 0.1 * (y2 - y1), x2 - 0.1 * (x2 - x1), y2 - 0.05 * (y2 - y1))]
+                    r = c.post(f"/api/v1/cases/{case_id}/box", json={"box": tight, "reason": "tighter"}, headers=h)
+                    assert r.status_code == 200 and r.json()["reviewed_box"] == tight, r.text
+                    d.reviewed_boxes[case_id] = tight
                     r = c.post(f"/api/v1/cases/{case_id}/confirm", json={"note": "car in the fire lane"}, headers=h)
                     d.confirmed.append(case_id)
                 else:

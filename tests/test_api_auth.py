@@ -34,6 +34,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/cases/{case_id}/reclassify"): {R, M},
     ("POST", "/api/v1/cases/{case_id}/merge"): {R, M},
     ("POST", "/api/v1/cases/{case_id}/notes"): {R, M},
+    ("POST", "/api/v1/cases/{case_id}/box"): {R, M},
     ("POST", "/api/v1/cases/{case_id}/retry"): {M},
     ("GET", "/api/v1/dead-letters"): {M},
     ("GET", "/api/v1/cameras"): ANY,

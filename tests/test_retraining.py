@@ -74,6 +74,14 @@ def test_export_turns_decisions_into_labelled_images(seeded: Seeded, decided: De
         assert hashlib.sha256(path.read_bytes()).hexdigest() == img["sha256"]
         lines = (exported.out / img["file"].replace("images/", "labels/", 1)).with_suffix(".txt").read_text().split()
         assert lines[0::5] == ["2"] * len(img["boxes"])  # car
+    # a box the reviewer drew is the label, not the detector's
+    assert decided.reviewed_boxes and all(cases[c]["box_by_reviewer"] for c in decided.reviewed_boxes)
+    assert not any(c["box_by_reviewer"] for cid, c in cases.items() if cid not in decided.reviewed_boxes)
+    for case_id, (x1, y1, x2, y2) in decided.reviewed_boxes.items():
+        img = next(i for i in m["images"] if any(c["case_id"] == case_id for c in i["cases"]))
+        rows = [list(map(float, line.split()[1:])) for line in
+                (exported.out / img["file"].replace("images/", "labels/", 1)).with_suffix(".txt").read_text().splitlines()]
+        assert any(row == pytest.approx([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], abs=2e-3) for row in rows), rows
     # COCO JSON agrees with the YOLO labels
     for part in ("train", "val"):
         coco = json.loads((exported.out / "annotations" / f"{part}.json").read_text())

@@ -152,6 +152,53 @@ def test_review_three_cases_by_keyboard_and_see_a_new_case_arrive_live(browser, 
     assert not errors, errors
 
 
+def test_a_reviewer_draws_the_objects_box_on_the_evidence(browser, ui_server):
+    errors: list[str] = []
+    page = new_page(browser, ui_server.url, errors)
+    sign_in(page, "reviewer")
+    first = SEED[0].case_id
+    expect(page.locator("#queue-list li.current")).to_have_attribute("data-id", first)
+    page.wait_for_function("() => { const i = document.getElementById('evidence'); return i.complete && i.naturalWidth > 1000; }")
+    expect(page.locator("#boxlayer")).to_be_hidden()  # no reviewer box yet
+
+    page.keyboard.press("b")
+    expect(page.locator("#toast")).to_contain_text("拖动")
+    layer = page.locator("#boxlayer")
+    expect(layer).to_be_visible()
+    # the layer covers exactly the drawn picture (letterboxed by object-fit: contain)
+    img = page.evaluate("() => { const i = document.getElementById('evidence'); return [i.naturalWidth, i.naturalHeight]; }")
+    lb = layer.bounding_box()
+    assert abs(lb["width"] / lb["height"] - img[0] / img[1]) < 0.01, (lb, img)
+    want = (0.60, 0.30, 0.85, 0.62)
+    page.mouse.move(lb["x"] + want[0] * lb["width"], lb["y"] + want[1] * lb["height"])
+    page.mouse.down()
+    page.mouse.move(lb["x"] + 0.7 * lb["width"], lb["y"] + 0.5 * lb["height"], steps=4)
+    page.mouse.move(lb["x"] + want[2] * lb["width"], lb["y"] + want[3] * lb["height"], steps=4)
+    page.mouse.up()
+    expect(page.locator("#boxrect")).to_be_visible()
+    shot(page, "12-drawing-a-box")
+    page.keyboard.press("Enter")
+    expect(page.locator("#toast")).to_contain_text("框已保存")
+
+    got = case(ui_server, first)
+    assert got["status"] == "detected", "drawing a box is not a decision"
+    assert got["reviewed_box"] == pytest.approx(list(want), abs=0.01)
+    assert got["activity"][-1]["action"] == "correct_box" and got["activity"][-1]["actor"] == "user:reviewer"
+    expect(page.locator("#info .history")).to_contain_text("修正了目标框")
+    expect(page.locator("#boxrect")).to_be_visible()  # the reviewer's box stays drawn over the evidence
+    shot(page, "13-reviewed-box")
+
+    # Esc leaves the box as it was
+    page.keyboard.press("b")
+    page.mouse.move(lb["x"] + 0.1 * lb["width"], lb["y"] + 0.1 * lb["height"])
+    page.mouse.down()
+    page.mouse.move(lb["x"] + 0.2 * lb["width"], lb["y"] + 0.2 * lb["height"], steps=3)
+    page.mouse.up()
+    page.keyboard.press("Escape")
+    assert case(ui_server, first)["reviewed_box"] == got["reviewed_box"]
+    assert not errors, errors
+
+
 def test_draw_a_zone_and_find_it_saved(browser, ui_server):
     errors: list[str] = []
     page = new_page(browser, ui_server.url, errors)

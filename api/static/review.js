@@ -21,6 +21,8 @@
     pickerTitle: document.getElementById("picker-title"),
     pickerList: document.getElementById("picker-list"),
     pickerText: document.getElementById("picker-text"),
+    boxLayer: document.getElementById("boxlayer"),
+    boxRect: document.getElementById("boxrect"),
   };
 
   let items = [];          // queue, newest first (the API's order; new arrivals go on top)
@@ -29,6 +31,7 @@
   let showingClip = false;
   let picker = null;       // {kind, options:[{label, value}], choose(value, text)}
   let busy = false;
+  let drawing = null;      // box being drawn: {start:[x,y], box:[x1,y1,x2,y2] | null} in 0…1 of the picture
 
   const lastOf = (ev, kind) => [...(ev || [])].reverse().find((e) => e.kind === kind);
 
@@ -62,6 +65,7 @@
   async function select(id) {
     currentId = id;
     showingClip = false;
+    drawing = null;
     const summary = items[indexOf(id)];
     if (summary) { summary.isNew = false; renderCase(summary, null); }
     renderList();
@@ -116,6 +120,7 @@
       if (frame && els.img.getAttribute("src") !== frame.url) els.img.src = frame.url;
       els.img.alt = c.category.zh + " " + c.case_id;
     }
+    placeBoxLayer();
     const cat = category(c.category.value);
     const loc = c.location;
     const rows = [
@@ -147,12 +152,77 @@
     const rows = d.history.map((x) => ({ at: x.at, text: (x.from_status ? t("status." + x.from_status) + " → " : "") + t("status." + x.to_status), who: x.actor, why: x.reason }));
     for (const a of d.activity) {
       if (a.action === "confirm" || a.action === "reject") continue; // already a status change above
-      rows.push({ at: a.at, text: t("act." + a.action) + (a.detail && a.detail.to ? ": " + category(a.detail.to).label : ""), who: a.actor, why: a.reason });
+      const to = a.action === "reclassify" && a.detail && a.detail.to ? ": " + category(a.detail.to).label : "";
+      rows.push({ at: a.at, text: t("act." + a.action) + to, who: a.actor, why: a.reason });
     }
     rows.sort((a, b) => a.at.localeCompare(b.at));
     return h("ol", { class: "history" }, rows.map((r) => h("li", {},
       h("span", { class: "when", text: fmtShort(r.at) }), " ", r.text, " ", h("span", { class: "muted", text: r.who }),
       r.why ? h("div", { class: "why", text: r.why }) : null)));
+  }
+
+  // -- the reviewer's box on the evidence picture ---------------------------------------------
+
+  // The picture is scaled to fit (object-fit: contain): the layer covers exactly its drawn area.
+  function placeBoxLayer() {
+    const img = els.img;
+    const shown = !img.hidden && img.naturalWidth > 0;
+    const reviewed = detail && detail.case_id === currentId ? detail.reviewed_box : null;
+    els.boxLayer.hidden = !shown || (!drawing && !reviewed);
+    if (els.boxLayer.hidden) return;
+    const scale = Math.min(img.clientWidth / img.naturalWidth, img.clientHeight / img.naturalHeight);
+    const w = img.naturalWidth * scale, hgt = img.naturalHeight * scale;
+    Object.assign(els.boxLayer.style, {
+      left: img.offsetLeft + (img.clientWidth - w) / 2 + "px", top: img.offsetTop + (img.clientHeight - hgt) / 2 + "px",
+      width: w + "px", height: hgt + "px",
+    });
+    els.boxLayer.classList.toggle("drawing", !!drawing);
+    const box = drawing ? drawing.box : reviewed;
+    els.boxRect.hidden = !box;
+    if (box) {
+      Object.assign(els.boxRect.style, {
+        left: box[0] * 100 + "%", top: box[1] * 100 + "%", width: (box[2] - box[0]) * 100 + "%", height: (box[3] - box[1]) * 100 + "%",
+      });
+      els.boxRect.title = drawing ? "" : t("box.reviewed");
+    }
+  }
+
+  function pointAt(ev) {
+    const r = els.boxLayer.getBoundingClientRect();
+    return [Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width)), Math.min(1, Math.max(0, (ev.clientY - r.top) / r.height))];
+  }
+
+  els.boxLayer.addEventListener("pointerdown", (ev) => {
+    if (!drawing) return;
+    ev.preventDefault();
+    els.boxLayer.setPointerCapture(ev.pointerId);
+    drawing.start = pointAt(ev);
+    drawing.box = null;
+  });
+  els.boxLayer.addEventListener("pointermove", (ev) => {
+    if (!drawing || !drawing.start) return;
+    const [x, y] = pointAt(ev), [sx, sy] = drawing.start;
+    drawing.box = [Math.min(sx, x), Math.min(sy, y), Math.max(sx, x), Math.max(sy, y)];
+    placeBoxLayer();
+  });
+  els.boxLayer.addEventListener("pointerup", () => { if (drawing) drawing.start = null; });
+  els.img.addEventListener("load", placeBoxLayer);
+  window.addEventListener("resize", placeBoxLayer);
+
+  function startBox() {
+    if (!currentId || showingClip || els.img.hidden || !els.img.naturalWidth) { toast(t("box.noframe")); return; }
+    drawing = { start: null, box: null };
+    placeBoxLayer();
+    toast(t("box.hint"));
+  }
+
+  function endBox(save) {
+    const box = drawing && drawing.box;
+    drawing = null;
+    placeBoxLayer();
+    if (save && box && box[2] - box[0] > 0.005 && box[3] - box[1] > 0.005) {
+      decide("box", { box: box.map((v) => Math.round(v * 10000) / 10000) }, "done.box");
+    }
   }
 
   // -- decisions ------------------------------------------------------------------------------
@@ -241,6 +311,7 @@
       openPicker("merge", t("merge.title"), options, (value) => decide("merge", { into: value }, "done.merge"));
     },
     note: () => openPicker("note", t("note.title"), [], (_, text) => decide("notes", { text }, "done.note"), { text: true }),
+    box: () => startBox(),
     clip: () => {
       const cur = detail && detail.case_id === currentId ? detail : items[indexOf(currentId)];
       if (!cur || !lastOf(cur.evidence, "clip")) return;
@@ -267,10 +338,14 @@
       if (/^[1-9]$/.test(ev.key)) { ev.preventDefault(); pick(Number(ev.key) - 1); }
       return;
     }
+    if (drawing) { // drawing a box: Enter saves it, Esc leaves it
+      if (ev.key === "Enter" || ev.key === "Escape") { ev.preventDefault(); endBox(ev.key === "Enter"); }
+      return;
+    }
     if (isTyping(ev)) return;
     const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
     const map = {
-      y: "confirm", Enter: "confirm", n: "reject", c: "reclassify", m: "merge", o: "note", v: "clip",
+      y: "confirm", Enter: "confirm", n: "reject", c: "reclassify", m: "merge", o: "note", v: "clip", b: "box",
       j: "next", ArrowDown: "next", ArrowRight: "next", k: "prev", ArrowUp: "prev", ArrowLeft: "prev",
     };
     if (key === "?") { ev.preventDefault(); toast(t("help.keys")); return; }

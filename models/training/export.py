@@ -9,7 +9,8 @@ What each decision becomes (the last decision by a person, `user:*`, in the peri
 | reject 合规 / "Compliant …" (or a reason naming e.g. 店内经营) | positive box (the object is real) | that "not a problem" class       |
 | reject 画面不清 unclear, 不在管控区域 wrong place, merged, other | not used (counted as skipped)  | not used                              |
 
-Box: the case's box (the review center cannot correct boxes yet). Class: the detector class of the
+Box: the newest box a reviewer drew in the review center (`correct_box`), else the box the case
+opened with (on the evidence the reviewer judged). Class: the detector class of the
 case's final category (after any reclassification): the track class named at the start of the
 case's detail line when it is a detector class ("truck stationary 320 s …" → truck), otherwise
 `CATEGORY_CLASS` (illegal_parking → car, garbage_overflow → garbage_overflow, …).
@@ -187,6 +188,7 @@ class Sample:
     source: str  # clip | crop
     evidence: dict[str, str]  # evidence path -> sha256 used
     match_diff: float | None = None
+    box_by_reviewer: bool = False
     dhash: int = 0
     crop_dhash: int = 0
     group: int = -1
@@ -202,11 +204,13 @@ def _evidence(record: CaseRecord, kind: EvidenceKind) -> list:
 
 
 def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, problems: Counter,
-                opening_box: tuple[float, float, float, float] | None = None) -> Sample | None:
+                opening_box: tuple[float, float, float, float] | None = None,
+                reviewed_box: tuple[float, float, float, float] | None = None) -> Sample | None:
     """The clean images of one case from its evidence (sha256-checked); None (with the reason counted) if unusable.
 
-    The label box is the box the case opened with (drawn on its evidence, which the reviewer judged),
-    else the case's latest box.
+    The label box is the one a reviewer drew on the evidence frame, else the box the case opened
+    with (drawn on its evidence, which the reviewer judged), else the case's latest box. The clean
+    frame is found by the pipeline's box, where the evidence crop was cut.
     """
     crops = sorted(_evidence(record, EvidenceKind.crop), key=lambda e: (Path(e.path).name != "frame_crop.jpg", e.path))
     if not crops:
@@ -234,6 +238,7 @@ def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, prob
         problems["crop unreadable"] += 1
         return None
     box = opening_box or record.case.box
+    label = reviewed_box or box
     cls = detector_class(record)
     stem = Path(crops[0].path).name.removesuffix("_crop.jpg")
     frames = [e for e in _evidence(record, EvidenceKind.frame) if Path(e.path).name == f"{stem}.jpg"]
@@ -245,7 +250,7 @@ def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, prob
         found = frame_from_clip(clip_path, crop, box, size)
         if found is not None:
             used.pop(frames[0].path, None) if frames else None
-            return Sample(record, decision, cls, found[0], box, crop, "clip", used, round(found[1], 2))
+            return Sample(record, decision, cls, found[0], label, crop, "clip", used, round(found[1], 2), reviewed_box is not None)
         used.pop(clips[0].path, None)
     if size is None:
         problems["no clean frame and no frame size for the crop"] += 1
@@ -253,9 +258,9 @@ def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, prob
     w, h = size
     x1, y1, x2, y2 = crop_bounds(box, w, h)
     ch, cw = crop.shape[:2]
-    bx = ((box[0] * w - x1) / cw, (box[1] * h - y1) / ch, (box[2] * w - x1) / cw, (box[3] * h - y1) / ch)
-    bx = tuple(min(max(v, 0.0), 1.0) for v in bx)
-    return Sample(record, decision, cls, crop, bx, crop, "crop", used)  # type: ignore[arg-type]
+    bx = ((label[0] * w - x1) / cw, (label[1] * h - y1) / ch, (label[2] * w - x1) / cw, (label[3] * h - y1) / ch)
+    bx = tuple(min(max(v, 0.0), 1.0) for v in bx)  # a reviewer's box reaching past the crop is cut at its edge
+    return Sample(record, decision, cls, crop, bx, crop, "crop", used, box_by_reviewer=reviewed_box is not None)  # type: ignore[arg-type]
 
 
 # -- grouping and split ---------------------------------------------------------------------------
@@ -350,7 +355,8 @@ class ExportResult:
 def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, since: datetime | None = None,
                    until: datetime | None = None, classes: list[str] | None = None, val_fraction: float = 0.2,
                    seed: int = 0, window_s: float = WINDOW_S, source: str = "",
-                   opening_boxes: dict[str, tuple[float, float, float, float]] | None = None) -> ExportResult:
+                   opening_boxes: dict[str, tuple[float, float, float, float]] | None = None,
+                   reviewed_boxes: dict[str, tuple[float, float, float, float]] | None = None) -> ExportResult:
     """Write the export for these stored cases (decisions in [since, until)); see the module doc."""
     evidence_dir, out = Path(evidence_dir), Path(out)
     problems: Counter[str] = Counter()
@@ -367,7 +373,7 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         if d.reason_kind not in ("confirm", "not_problem", "compliant"):
             skipped[f"reject: {d.reason_kind}"] += 1
             continue
-        s = load_sample(r, d, evidence_dir, problems, (opening_boxes or {}).get(r.case_id))
+        s = load_sample(r, d, evidence_dir, problems, (opening_boxes or {}).get(r.case_id), (reviewed_boxes or {}).get(r.case_id))
         if s is None:
             skipped["evidence unusable"] += 1
             continue
@@ -444,7 +450,7 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
             "match_diff": first.match_diff, "boxes": [c for c, _ in labels], "hard_negative_boxes": [c for c, _, _ in neg],
             "cases": [{"case_id": m.record.case_id, "decision": m.decision.action, "reason": m.decision.reason_kind,
                        "by": m.decision.actor, "at": m.decision.at.isoformat(), "category": m.record.case.category.value,
-                       "model": m.record.case.model, "evidence": m.evidence} for m in members],
+                       "model": m.record.case.model, "box_by_reviewer": m.box_by_reviewer, "evidence": m.evidence} for m in members],
         })
 
     # verifier crops: one per case, near-duplicates (same camera and label) kept once
@@ -515,8 +521,8 @@ def export_from_store(db_url: str, evidence_dir: Path, out: Path, **kw) -> Expor
             if len(page) < 1000:
                 break
             offset += 1000
-        opening = opening_boxes(store.engine)
-    return export_dataset(records, evidence_dir, out, source=redact(db_url), opening_boxes=opening, **kw)
+        opening, reviewed = opening_boxes(store.engine), reviewed_boxes(store.engine)
+    return export_dataset(records, evidence_dir, out, source=redact(db_url), opening_boxes=opening, reviewed_boxes=reviewed, **kw)
 
 
 def opening_boxes(engine) -> dict[str, tuple[float, float, float, float]]:  # noqa: ANN001
@@ -528,4 +534,21 @@ def opening_boxes(engine) -> dict[str, tuple[float, float, float, float]]:  # no
         for case_id, x1, y1, x2, y2 in conn.execute(text(
                 "SELECT case_id, x1, y1, x2, y2 FROM case_sightings ORDER BY case_id, pts, id")):
             out.setdefault(case_id, (float(x1), float(y1), float(x2), float(y2)))
+    return out
+
+
+def reviewed_boxes(engine) -> dict[str, tuple[float, float, float, float]]:  # noqa: ANN001
+    """Each case's newest box drawn by a signed-in reviewer (audit action `correct_box`)."""
+    from sqlalchemy import select
+
+    from citypatrol.pipeline.store_review_schema import AuditRow
+
+    out: dict[str, tuple[float, float, float, float]] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(AuditRow.case_id, AuditRow.detail)
+                            .where(AuditRow.action == "correct_box", AuditRow.actor.like("user:%")).order_by(AuditRow.id))
+        for case_id, detail in rows:
+            box = (detail or {}).get("to")
+            if case_id and isinstance(box, list) and len(box) == 4:
+                out[case_id] = tuple(float(v) for v in box)  # type: ignore[assignment]
     return out
