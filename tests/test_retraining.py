@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -27,6 +30,7 @@ from citypatrol.models.verifier import Verifier, measure, train_verifier
 from citypatrol.models.detector import load_detectors
 from citypatrol.pipeline.active_sampling import ActiveSampler, SamplingConfig
 from citypatrol.pipeline.batch import run_batch
+from citypatrol.pipeline.boxes import box_iou
 from citypatrol.pipeline.config import Camera
 from citypatrol.pipeline.second_stage import load_check
 from citypatrol.streams.frame import Frame
@@ -93,6 +97,48 @@ def test_export_turns_decisions_into_labelled_images(seeded: Seeded, decided: De
     assert all(crops[c] == "allowed_parking" for c in decided.rejected_false + decided.rejected_compliant if c in crops)
     assert m["date_range"]["opened_first"] < m["date_range"]["opened_last"]
     assert m["source"]["database"].startswith("sqlite:///")
+
+
+def test_export_labels_the_objects_no_reviewer_judged_with_the_models_in_use(seeded: Seeded, decided: Decided, coco_detector, tmp_path):
+    """The exported frames show the whole car park: the other parked cars get pseudo-labels from
+    the COCO model, the reviewers' boxes stay as drawn, and nothing is labelled where a reviewer
+    called the car a false alarm."""
+    res = export_from_store(seeded.db_url, seeded.evidence, tmp_path / "export", classes=["coco"], pseudo_detector=coco_detector)
+    m = json.loads(res.manifest.read_text())
+    assert m["pseudo_labels"]["model"] == coco_detector.version and m["pseudo_labels"]["boxes"].get("car", 0) >= 2, m["pseudo_labels"]
+    for img in m["images"]:
+        rows = [list(map(float, line.split())) for line in
+                (res.out / img["file"].replace("images/", "labels/", 1)).with_suffix(".txt").read_text().splitlines()]
+        assert len(rows) == len(img["boxes"]) + len(img["pseudo_boxes"])
+        judged, pseudo = rows[: len(img["boxes"])], rows[len(img["boxes"]):]
+        xyxy = [(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2) for _, cx, cy, w, h in pseudo]
+        for c in img["cases"]:
+            if c["reason"] == "not_problem":  # the false alarm's car stays unlabelled, and is not greyed out
+                record = next(r for r in seeded.batch.cases if r.case_id == c["case_id"])
+                assert all(box_iou(b, record.case.box) < 0.3 for b in xyxy), (c["case_id"], xyxy)
+                assert all(box_iou(b, record.case.box) < 0.1 for b in img["greyed_out"]), (c["case_id"], img["greyed_out"])
+        # unsure detections are greyed out in the picture: flat there, textured elsewhere
+        picture = cv2.imread(str(res.out / img["file"]))
+        ph, pw = picture.shape[:2]
+        for x1, y1, x2, y2 in img["greyed_out"]:
+            patch = picture[int(y1 * ph) + 2 : int(y2 * ph) - 2, int(x1 * pw) + 2 : int(x2 * pw) - 2]
+            assert patch.size and patch.std() < 4, (img["file"], (x1, y1, x2, y2), patch.std())
+        for cid, (x1, y1, x2, y2) in decided.reviewed_boxes.items():
+            if any(c["case_id"] == cid for c in img["cases"]):
+                assert any(r[1:] == pytest.approx([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], abs=2e-3) for r in judged)
+    total = sum(sum(c["boxes"].values()) for c in m["counts"].values())
+    assert total == sum(len(i["boxes"]) + len(i["pseudo_boxes"]) for i in m["images"])
+
+
+def test_dataset_export_command_pseudo_labels_by_default(seeded: Seeded, decided: Decided, tmp_path):
+    exe = [sys.executable, "-m", "citypatrol.pipeline.cli", "dataset", "export", "--db", seeded.db_url,
+           "--evidence", str(seeded.evidence), "--classes", "coco"]  # fmt: skip
+    done = subprocess.run([*exe, "--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    m = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert m["pseudo_labels"]["boxes"] and "yolo11n-coco" in m["pseudo_labels"]["model"]
+    plain = subprocess.run([*exe, "--out", str(tmp_path / "b"), "--no-pseudo-labels"], capture_output=True, text=True, timeout=600)
+    assert plain.returncode == 0 and json.loads((tmp_path / "b" / "manifest.json").read_text())["pseudo_labels"] is None
 
 
 def test_split_keeps_each_camera_minute_on_one_side(exported):

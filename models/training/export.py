@@ -26,6 +26,13 @@ Split: cases of one camera less than `window_s` (60 s) apart are chained into on
 joined by a near-duplicate image are merged; whole groups go to validation by a seeded hash. So the
 same camera and minute (and any near-duplicate) never sits on both sides.
 
+Pseudo-labels: an exported frame holds more than the decided object (the other cars in the lot).
+Left unlabelled they would teach the model that they are background, so the detectors in use label
+them (`pseudo_detector`, score ≥ `PSEUDO_MIN_SCORE`), except where a reviewer's box or a hard
+negative already covers them; the manifest lists them apart (`pseudo_boxes`, `pseudo_labels`).
+Detections it is less sure of (`UNSURE_MIN_SCORE` up to that) are greyed out in the exported
+picture (`greyed_out`), so an unlabelled real object is not learnt as background either.
+
 Out: `images/{train,val}`, `labels/{train,val}` (YOLO), `data.yaml`, `annotations/{train,val}.json`
 (COCO), `crops/{train,val}/<label>/` (for `citypatrol verifier train`), and `manifest.json` (sources,
 counts per class and split, date range, every image with its sha256 and the evidence it came from).
@@ -62,6 +69,8 @@ FORMAT = "citypatrol-export/1"
 DUP_BITS = 6  # dHash bits: the same camera's frames this close are the same picture (re-encoded, a passer-by)
 MATCH_MAX_DIFF = 12.0  # mean abs grey difference (0-255) where the crop sits for a clip frame to count as its frame
 WINDOW_S = 60.0
+PSEUDO_MIN_SCORE = 0.5  # detections this sure label the objects in an exported frame that no reviewer judged
+UNSURE_MIN_SCORE = 0.25  # less sure ones (down to this) are greyed out: neither labelled nor background
 
 CATEGORY_CLASS: dict[Category, str] = {
     Category.illegal_parking: "car",
@@ -329,6 +338,36 @@ def group_and_split(cameras: list[str], times: list[datetime], dhashes: list[int
 # -- the export -----------------------------------------------------------------------------------
 
 
+def pseudo_labels(detector, image: np.ndarray, names: list[str], to_label: dict[str, str],  # noqa: ANN001
+                  min_score: float) -> tuple[list[tuple[str, tuple[float, float, float, float]]], list[tuple[float, float, float, float]]]:
+    """The detector's boxes of the dataset's classes on `image`, normalised: (label, box) at
+    `min_score` or more, and the unsure ones (`UNSURE_MIN_SCORE` up to it) to grey out."""
+    dets = detector.detect([image])[0]
+    w, h = dets.image_size
+    sure, unsure = [], []
+    for (x1, y1, x2, y2), score, name in zip(dets.xyxy, dets.confidence, dets.class_name):
+        label = to_label.get(str(name), str(name))
+        box = (float(x1) / w, float(y1) / h, float(x2) / w, float(y2) / h)
+        if label in names and score >= min_score:
+            sure.append((label, box))
+        elif label in names and score >= UNSURE_MIN_SCORE:
+            unsure.append(box)
+    return sure, unsure
+
+
+def grey_out(image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """`image` with each box filled with its mean grey: neither an object nor background to learn."""
+    if not boxes:
+        return image
+    out = image.copy()
+    h, w = out.shape[:2]
+    for x1, y1, x2, y2 in boxes:
+        a, b, c, d = int(x1 * w), int(y1 * h), int(np.ceil(x2 * w)), int(np.ceil(y2 * h))
+        if c > a and d > b:
+            out[b:d, a:c] = int(out[b:d, a:c].mean())
+    return out
+
+
 def class_names(classes: list[str] | None, positives: list[str]) -> tuple[list[str], dict[str, str]]:
     """The dataset's class names in id order, and canonical class → dataset label where they differ.
 
@@ -356,8 +395,14 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
                    until: datetime | None = None, classes: list[str] | None = None, val_fraction: float = 0.2,
                    seed: int = 0, window_s: float = WINDOW_S, source: str = "",
                    opening_boxes: dict[str, tuple[float, float, float, float]] | None = None,
-                   reviewed_boxes: dict[str, tuple[float, float, float, float]] | None = None) -> ExportResult:
-    """Write the export for these stored cases (decisions in [since, until)); see the module doc."""
+                   reviewed_boxes: dict[str, tuple[float, float, float, float]] | None = None,
+                   pseudo_detector=None, pseudo_min_score: float = PSEUDO_MIN_SCORE) -> ExportResult:  # noqa: ANN001
+    """Write the export for these stored cases (decisions in [since, until)); see the module doc.
+
+    `pseudo_detector` (a `MultiDetector`, e.g. the models in use): on each exported full frame, its
+    detections of the dataset's classes at `pseudo_min_score` or more label the objects no reviewer
+    judged, except where a reviewer's box or a hard negative already says what is there.
+    """
     evidence_dir, out = Path(evidence_dir), Path(out)
     problems: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
@@ -403,6 +448,7 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
     coco = {p: {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for i, n in enumerate(names)]}
             for p in ("train", "val")}
     n_images, negatives, conflicts, not_in_classes, dup_images = Counter(), Counter(), 0, 0, 0
+    pseudo_count: Counter[str] = Counter()
     for key in sorted(clusters):
         members = [samples[i] for i in clusters[key]]
         first = members[0]
@@ -424,12 +470,23 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
             labels.append((cls, box))
         if not labels and not neg:
             continue
+        judged = len(labels)
+        picture, masked = first.image, []
+        if pseudo_detector is not None and first.source == "clip":  # a whole frame: other objects are in it too
+            sure, unsure = pseudo_labels(pseudo_detector, first.image, names, to_label, pseudo_min_score)
+            decided_boxes = [b for _, b in labels] + [b for _, b, _ in neg]
+            for cls, box in sure:
+                if not any(box_iou(box, b) > 0.3 for b in decided_boxes):  # else a reviewer said what is there
+                    labels.append((cls, box))
+                    pseudo_count[cls] += 1
+            masked = [b for b in unsure if not any(box_iou(b, d) > 0.1 for d in decided_boxes + [x for _, x in labels])]
+            picture = grey_out(first.image, masked)
         if not labels:
             negatives[part] += 1
         # boxes were normalised in each member's own image; members share the first's picture
         name = f"{first.record.case_id}.jpg".replace("/", "_")
         img_path = out / "images" / part / name
-        cv2.imwrite(str(img_path), first.image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(img_path), picture, [cv2.IMWRITE_JPEG_QUALITY, 95])
         lines = []
         h, w = first.image.shape[:2]
         image_id = len(coco[part]["images"]) + 1
@@ -447,7 +504,9 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         images_out.append({
             "file": f"images/{part}/{name}", "sha256": sha256_file(img_path), "split": part, "group": first.group,
             "camera": first.camera, "opened_at": first.record.case.opened_at.isoformat(), "source": first.source,
-            "match_diff": first.match_diff, "boxes": [c for c, _ in labels], "hard_negative_boxes": [c for c, _, _ in neg],
+            "match_diff": first.match_diff, "boxes": [c for c, _ in labels[:judged]], "pseudo_boxes": [c for c, _ in labels[judged:]],
+            "greyed_out": [[round(v, 4) for v in b] for b in masked],
+            "hard_negative_boxes": [c for c, _, _ in neg],
             "cases": [{"case_id": m.record.case_id, "decision": m.decision.action, "reason": m.decision.reason_kind,
                        "by": m.decision.actor, "at": m.decision.at.isoformat(), "category": m.record.case.category.value,
                        "model": m.record.case.model, "box_by_reviewer": m.box_by_reviewer, "evidence": m.evidence} for m in members],
@@ -498,6 +557,8 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         "counts": counts,
         "duplicates": {"images_merged": dup_images, "crops_dropped": dup_crops, "conflicting_boxes_dropped": conflicts,
                        "boxes_not_in_classes": not_in_classes},
+        "pseudo_labels": {"model": getattr(pseudo_detector, "version", None), "min_score": pseudo_min_score,
+                          "boxes": dict(pseudo_count)} if pseudo_detector is not None else None,
         "images": images_out, "crops": crops_out,
     }
     manifest_path = out / "manifest.json"

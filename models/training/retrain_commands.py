@@ -39,6 +39,9 @@ def export_cmd(
     val_fraction: float = typer.Option(0.2, min=0.0, max=0.9),
     seed: int = typer.Option(0),
     window_s: float = typer.Option(60.0, help="Cases of one camera closer than this share a split group."),
+    pseudo_labels: bool = typer.Option(True, "--pseudo-labels/--no-pseudo-labels",
+                                       help="Label the objects no reviewer judged in each exported frame with the detectors in use."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose models make the pseudo-labels (default: the built-in models)."),
 ) -> None:
     """Confirmed cases → positives, rejected → hard negatives and 'not a problem' crops; YOLO + COCO + manifest."""
     from citypatrol.models.training.export import export_from_store
@@ -47,9 +50,16 @@ def export_cmd(
     if not evidence.is_dir():
         err.print(f"[red]✗[/red] evidence folder {evidence} not found", highlight=False)
         raise typer.Exit(2)
+    detector = None
+    if pseudo_labels:
+        from citypatrol.models.promotion import load_promoted
+        from citypatrol.pipeline.config import Config
+        from citypatrol.pipeline.configfile import load_config
+
+        detector = load_promoted((load_config(config) if config else Config()).models)
     res = export_from_store(db, evidence, out, since=_when(since, "--since"), until=_when(until, "--until"),
                             classes=[c.strip() for c in classes.split(",")] if classes else None,
-                            val_fraction=val_fraction, seed=seed, window_s=window_s)
+                            val_fraction=val_fraction, seed=seed, window_s=window_s, pseudo_detector=detector)
     manifest = json.loads(res.manifest.read_text())
     table = Table("split", "images", "boxes", "hard negatives", "verifier crops")
     for part, c in res.counts.items():
