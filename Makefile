@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 export CITYPATROL_ASSET_MIRROR ?= $(abspath ../shared/assets)
 
-.PHONY: demo test install system-deps clean bench bench-live soak
+.PHONY: demo test install system-deps clean bench bench-live bench-segments soak
 
 # Debian packages: ffmpeg (test files), GStreamer RTSP server (loopback RTSP tests), Chromium (UI tests).
 SYSTEM_PKGS := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
@@ -41,6 +41,9 @@ bench: install system-deps
 
 bench-live: install system-deps
 	$(PY) benchmarks/bench_live.py
+
+bench-segments: install system-deps
+	$(PY) benchmarks/bench_segments.py
 
 # The live stack on loopback RTSP cameras for SOAK_MINUTES; memory growth, lag, errors into benchmarks/RESULTS.md.
 SOAK_MINUTES ?= 10
