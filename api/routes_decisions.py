@@ -82,5 +82,5 @@ def add_note(case_id: CaseId, body: NoteIn, state: Annotated[AppState, Depends(a
 def correct_box(case_id: CaseId, body: BoxIn, state: Annotated[AppState, Depends(app_state)],
                 who: Annotated[Principal, Depends(REVIEWERS)]) -> CaseDetailOut:
     def act() -> None:
-        state.review.correct_box(case_id, tuple(body.box), actor=who.actor, reason=body.reason)
+        state.review.correct_box(case_id, tuple(body.box), actor=who.actor, reason=body.reason, evidence_id=body.evidence_id)
     return _run(state, case_id, act)

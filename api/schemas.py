@@ -216,6 +216,7 @@ class BoxIn(In):
     box: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(
         min_length=4, max_length=4, description="The object on the evidence frame: x1, y1, x2, y2 as fractions of its width and height.")]
     reason: Annotated[Text, Field(max_length=500)] = ""
+    evidence_id: int | None = Field(None, ge=1, description="The evidence frame the box was drawn on.")
 
     @model_validator(mode="after")
     def _ordered(self) -> "BoxIn":

@@ -157,8 +157,10 @@ class ReviewStore:
                   detail={"into": into, "sightings": int(moved), "category": src.category})
             return t
 
-    def correct_box(self, case_id: str, box: tuple[float, float, float, float], *, actor: str, reason: str = "") -> AuditEntry:
-        """A reviewer's box for the object on the case's evidence frame (normalised x1, y1, x2, y2).
+    def correct_box(self, case_id: str, box: tuple[float, float, float, float], *, actor: str, reason: str = "",
+                    evidence_id: int | None = None) -> AuditEntry:
+        """A reviewer's box for the object on one of the case's evidence frames (normalised x1, y1, x2, y2;
+        `evidence_id`: the frame it was drawn on, when known).
 
         The case keeps the box the pipeline found (dedup and re-checks go by it); the correction is
         an audit row, the newest one wins, and `citypatrol dataset export` labels with it.
@@ -168,9 +170,14 @@ class ReviewStore:
             raise ValueError(f"box {box} is not inside the frame as x1 < x2, y1 < y2 in 0…1")
         with transaction(self._engine, write=True) as s:
             row = w.case_row(s, case_id, lock=True)
+            detail: dict[str, Any] = {"from": [row.x1, row.y1, row.x2, row.y2], "to": [round(v, 5) for v in (x1, y1, x2, y2)]}
+            if evidence_id is not None:
+                ev = s.get(EvidenceRow, evidence_id)
+                if ev is None or ev.case_id != case_id or ev.kind != "frame":
+                    raise ReviewConflict(f"evidence {evidence_id} is not a frame of case {case_id}")
+                detail["evidence"] = ev.path
             row.updated_at = utcnow()
-            audit(s, actor, "correct_box", case_id=case_id, reason=reason,
-                  detail={"from": [row.x1, row.y1, row.x2, row.y2], "to": [round(v, 5) for v in (x1, y1, x2, y2)]})
+            audit(s, actor, "correct_box", case_id=case_id, reason=reason, detail=detail)
             s.flush()
             entry = s.scalars(select(AuditRow).where(AuditRow.case_id == case_id).order_by(AuditRow.id.desc()).limit(1)).one()
             return _audit(entry)

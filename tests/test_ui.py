@@ -184,6 +184,14 @@ def test_a_reviewer_draws_the_objects_box_on_the_evidence(browser, ui_server):
     assert got["status"] == "detected", "drawing a box is not a decision"
     assert got["reviewed_box"] == pytest.approx(list(want), abs=0.01)
     assert got["activity"][-1]["action"] == "correct_box" and got["activity"][-1]["actor"] == "user:reviewer"
+    shown = [e for e in got["evidence"] if e["kind"] == "frame"][-1]
+    assert got["activity"][-1]["detail"]["evidence"].endswith(".jpg") and shown["url"].endswith(f"/{shown['id']}")
+    # a box said to be drawn on another case's picture is refused
+    other = case(ui_server, SEED[1].case_id)
+    foreign = next(e["id"] for e in other["evidence"] if e["kind"] == "frame")
+    bearer = ui_server.client("reviewer")
+    refused = bearer.post(f"/api/v1/cases/{first}/box", json={"box": [0.1, 0.1, 0.2, 0.2], "evidence_id": foreign})
+    assert refused.status_code == 409 and "not a frame of case" in refused.text
     expect(page.locator("#info .history")).to_contain_text("修正了目标框")
     expect(page.locator("#boxrect")).to_be_visible()  # the reviewer's box stays drawn over the evidence
     shot(page, "13-reviewed-box")

@@ -210,18 +210,20 @@
   window.addEventListener("resize", placeBoxLayer);
 
   function startBox() {
-    if (!currentId || showingClip || els.img.hidden || !els.img.naturalWidth) { toast(t("box.noframe")); return; }
-    drawing = { start: null, box: null };
+    const shown = detail && detail.case_id === currentId ? lastOf(detail.evidence, "frame") : null;
+    if (!shown || showingClip || els.img.hidden || !els.img.naturalWidth) { toast(t("box.noframe")); return; }
+    drawing = { start: null, box: null, evidence: shown.id };
     placeBoxLayer();
     toast(t("box.hint"));
   }
 
   function endBox(save) {
     const box = drawing && drawing.box;
+    const evidence = drawing && drawing.evidence;
     drawing = null;
     placeBoxLayer();
     if (save && box && box[2] - box[0] > 0.005 && box[3] - box[1] > 0.005) {
-      decide("box", { box: box.map((v) => Math.round(v * 10000) / 10000) }, "done.box");
+      decide("box", { box: box.map((v) => Math.round(v * 10000) / 10000), evidence_id: evidence }, "done.box");
     }
   }
 

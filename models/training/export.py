@@ -599,7 +599,8 @@ def opening_boxes(engine) -> dict[str, tuple[float, float, float, float]]:  # no
 
 
 def reviewed_boxes(engine) -> dict[str, tuple[float, float, float, float]]:  # noqa: ANN001
-    """Each case's newest box drawn by a signed-in reviewer (audit action `correct_box`)."""
+    """Each case's newest box drawn by a signed-in reviewer (audit action `correct_box`) on the frame
+    the case opened with (the export's picture); a box drawn on a reopening's frame is not used."""
     from sqlalchemy import select
 
     from citypatrol.pipeline.store_review_schema import AuditRow
@@ -609,7 +610,9 @@ def reviewed_boxes(engine) -> dict[str, tuple[float, float, float, float]]:  # n
         rows = conn.execute(select(AuditRow.case_id, AuditRow.detail)
                             .where(AuditRow.action == "correct_box", AuditRow.actor.like("user:%")).order_by(AuditRow.id))
         for case_id, detail in rows:
-            box = (detail or {}).get("to")
+            box, drawn_on = (detail or {}).get("to"), (detail or {}).get("evidence")
+            if drawn_on is not None and Path(drawn_on).name != "frame.jpg":
+                continue
             if case_id and isinstance(box, list) and len(box) == 4:
                 out[case_id] = tuple(float(v) for v in box)  # type: ignore[assignment]
     return out
