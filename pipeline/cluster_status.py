@@ -23,6 +23,7 @@ from citypatrol.streams.open import SourceKind, source_kind
 
 APPLIED_BEHIND_WARN_S = 60.0  # a camera whose events wait longer than this for a casekeeper is reported
 SILENT_WARN_S = 120.0  # a held live camera with no analysed frame for this long is reported
+DEAD_SHOWN = 3  # newest dead letters whose errors are shown
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class ClusterStatus:
     dead: int  # messages set aside by casekeepers for a person
     segments_queued: int  # recorded-footage segments not yet taken by a worker
     findings: tuple[str, ...] = field(default=())
+    dead_recent: tuple[str, ...] = field(default=())  # why the newest dead letters were set aside
 
     @property
     def healthy(self) -> bool:
@@ -107,7 +109,7 @@ def findings(workers: Sequence[Member], casekeepers: Sequence[Member], cameras: 
         if behind is not None and behind > behind_warn_s:
             out.append(f"camera {cam.camera_id}: events applied {behind:.0f} s behind its analysis")
     if dead:
-        out.append(f"{dead} message(s) set aside as dead letters (citypatrol logs say why)")
+        out.append(f"{dead} message(s) set aside as dead letters (the newest reasons: `cluster status` output, `dead_recent`)")
     return out
 
 
@@ -132,7 +134,9 @@ def read_cluster(r: redis.Redis, config: Config) -> ClusterStatus:
     pipe.xlen(keys.dead)
     for k in range(d.shards):
         pipe.xlen(keys.events(k))
+    pipe.xrevrange(keys.dead, count=DEAD_SHOWN)
     replies = pipe.execute()
+    dead_entries = replies.pop()
 
     workers_raw, keepers_raw, cam_owners, shard_owners, costs, applied = replies[:6]
     clocks = replies[6 : 6 + len(cameras)]
@@ -170,7 +174,16 @@ def read_cluster(r: redis.Redis, config: Config) -> ClusterStatus:
         dead=dead,
         segments_queued=_group_backlog(r, keys.segments, d.worker_group, r.xlen(keys.segments))[1] or 0,
         findings=tuple(findings(workers, keepers, camera_states, shard_states, dead, now=now)),
+        dead_recent=tuple(_dead_reason(fields) for _, fields in dead_entries),
     )
+
+
+def _dead_reason(fields: dict) -> str:
+    """One dead letter as a line: which camera's message, from which stream, and the error."""
+    f = {_text(k): _text(v) for k, v in fields.items()}
+    error = f.get("error", "(no error recorded)")[:300]
+    where = ", ".join(x for x in (f"camera {f['camera']}" if f.get("camera") else "", f.get("stream", "")) if x)
+    return f"{where}: {error}" if where else error
 
 
 def _group_backlog(r: redis.Redis, stream: str, group: str, length: int) -> tuple[int, int | None]:

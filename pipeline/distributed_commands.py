@@ -258,6 +258,8 @@ def print_cluster(st) -> None:  # noqa: ANN001 (ClusterStatus; imported lazily)
         shards.add_row(str(s.shard), s.owner or "–", str(s.length), str(s.pending), "–" if s.unread is None else str(s.unread))
     out_console.print(shards)
     out_console.print(f"dead letters: {st.dead}; footage segments waiting for a worker: {st.segments_queued}", highlight=False)
+    for reason in st.dead_recent:
+        out_console.print(f"  newest dead letter: {reason}", highlight=False, soft_wrap=True)
     for line in st.findings:
         out_console.print(f"[yellow]! {line}[/yellow]", highlight=False)
     if st.healthy:

@@ -115,13 +115,13 @@ def _lay_out(r: redis.Redis, config: Config) -> Keys:
     r.xgroup_create(keys.events(0), group, id="0")
     got = r.xreadgroup(group, "k1", {keys.events(0): ">"}, count=3)
     r.xack(keys.events(0), group, got[0][1][0][0])
-    r.xadd(keys.dead, {"error": "bad message"})
+    r.xadd(keys.dead, {"kind": "frame", "camera": "c2", "stream": keys.events(0), "error": "unknown category 'fly_tipping'"})
     return keys
 
 
 def test_read_cluster_reports_members_owners_costs_backlog_and_findings(deployment):
     r, config = deployment
-    _lay_out(r, config)
+    keys = _lay_out(r, config)
     st = read_cluster(r, config)
 
     assert [m.id for m in st.workers] == ["w1"]  # w2's membership lapsed
@@ -136,6 +136,7 @@ def test_read_cluster_reports_members_owners_costs_backlog_and_findings(deployme
     assert (shards[0].owner, shards[0].length, shards[0].pending, shards[0].unread) == ("k1", 5, 2, 2)
     assert (shards[1].owner, shards[1].length, shards[1].pending, shards[1].unread) == (None, 5, 0, 5)
     assert st.dead == 1 and st.segments_queued == 0
+    assert st.dead_recent == (f"camera c2, {keys.events(0)}: unknown category 'fly_tipping'",)
     assert not st.healthy
     text = "\n".join(st.findings)
     for expected in ("held by no worker: c3", "shard(s) 1 have events waiting", "camera c2: events applied 300 s behind", "1 message(s) set aside"):
@@ -157,6 +158,7 @@ def test_cluster_status_command_prints_json_and_exits_by_health(deployment, tmp_
     table = subprocess.run([*EXE, "cluster", "status", "-c", str(config_file)], capture_output=True, text=True, timeout=120)
     assert table.returncode == 1
     assert "held by no worker: c3" in table.stdout and "dead letters: 1" in table.stdout
+    assert "newest dead letter: camera c2" in table.stdout and "fly_tipping" in table.stdout
 
 
 def test_cluster_status_names_an_unreachable_redis_without_its_password(tmp_path):
