@@ -152,7 +152,12 @@ def write_image(image: np.ndarray, out: str | Path, kind: str = "image", quality
     ok, buf = cv2.imencode(ext, image, params)
     if not ok:
         raise EvidenceError(f"could not encode {out.name} as {ext}")
-    data = buf.tobytes()
+    return write_evidence_bytes(buf.tobytes(), out, kind)
+
+
+def write_evidence_bytes(data: bytes, out: str | Path, kind: str) -> EvidenceFile:
+    """Write an encoded evidence file atomically and return its record (sha256, size)."""
+    out = Path(out)
     write_atomic(out, data)
     return EvidenceFile(kind, out, hashlib.sha256(data).hexdigest(), len(data))
 

@@ -24,7 +24,6 @@ standardised features, L2, balanced class weights), deterministic, and saved as 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from citypatrol.models.assets import sha256_file
 from citypatrol.pipeline.config import Category
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ _SHA: dict[tuple[str, float], str] = {}
 def _sha256(path: Path) -> str:
     key = (str(path), path.stat().st_mtime)
     if key not in _SHA:
-        _SHA[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        _SHA[key] = sha256_file(path)
     return _SHA[key]
 
 

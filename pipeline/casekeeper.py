@@ -41,7 +41,7 @@ import redis
 from citypatrol.pipeline.casebuilder import CaseBuilder, CaseChange, ChangeKind
 from citypatrol.pipeline.config import Camera, Config
 from citypatrol.pipeline.distributed import FrameMessage, Keys, SegmentResult, balance, clip_key, decode, shard_key, shard_of
-from citypatrol.pipeline.distributed_apply import CaseWriter, db_transient
+from citypatrol.pipeline.distributed_apply import CaseWriter, db_transient, decode_frame
 from citypatrol.pipeline.distributed_redis import TRANSIENT, Backoff, Leases, Members, autoclaim_all, connect, ensure_group, is_nogroup, redact_redis_url
 from citypatrol.pipeline.second_stage import Check
 from citypatrol.pipeline.store import Store, open_store
@@ -238,17 +238,19 @@ class Casekeeper:
         return shard.marks[cam]
 
     def _write(self, changes: list[CaseChange], image_key: str | None) -> None:
-        blobs: list[bytes | None] = []  # [frame, clip], read once per message
+        blobs: list[bytes | None] | None = None  # [frame JPEG, clip], read and decoded once per message
+        image = None
         for change in changes:
             evidence = change.kind in (ChangeKind.opened, ChangeKind.reopened)
-            if evidence and not blobs:
+            if evidence and blobs is None:
                 keys = [image_key, clip_key(image_key)] if image_key else []
                 blobs = self._retry_redis(lambda: self.r.mget(keys)) if keys else [None, None]
-            frame = blobs[0] if evidence else None
+                image = decode_frame(blobs[0])
+            frame = image if evidence else None
             self._retry_db(lambda c=change, f=frame: self.writer.persist(c, f), f"writing case {change.case.case_id}", raise_other=True)
             if evidence:
-                self._retry_db(lambda c=change: self.writer.evidence(c, blobs[0], blobs[1]), f"evidence of {change.case.case_id}",
-                               raise_other=True)  # fmt: skip
+                self._retry_db(lambda c=change: self.writer.evidence(c, image, blobs[1], sent=blobs[0] is not None),
+                               f"evidence of {change.case.case_id}", raise_other=True)  # fmt: skip
 
     def _apply_segment(self, shard: _Shard, entry_id: str, result: SegmentResult) -> None:
         key = (result.job, result.camera_id)

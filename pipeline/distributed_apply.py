@@ -9,7 +9,6 @@ and path), so a retry after a partial failure repeats nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +18,7 @@ import cv2
 import numpy as np
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from citypatrol.annotate.evidence import EvidenceFile, write_case_images
-from citypatrol.annotate.files import write_atomic
+from citypatrol.annotate.evidence import EvidenceFile, write_case_images, write_evidence_bytes
 from citypatrol.pipeline.case_states import InvalidTransition
 from citypatrol.pipeline.casebuilder import CaseChange, ChangeKind
 from citypatrol.pipeline.config import Camera, Config
@@ -28,7 +26,7 @@ from citypatrol.pipeline.review_policy import ReviewPolicy
 from citypatrol.pipeline.second_stage import Check, check_score
 from citypatrol.pipeline.store import Store
 from citypatrol.pipeline.store_records import StoreUnavailable
-from citypatrol.pipeline.types import Case, Event
+from citypatrol.pipeline.types import Event
 
 log = logging.getLogger("citypatrol.casekeeper")
 
@@ -55,14 +53,15 @@ class CaseWriter:
         self.opened = 0
         self.evidence_errors = 0
 
-    def persist(self, change: CaseChange, jpeg: bytes | None = None) -> bool:
+    def persist(self, change: CaseChange, image: np.ndarray | None = None) -> bool:
         """One change, in one transaction (with the review decision and outbox message when dispatch
-        is on; `jpeg`, the case's frame, for the second-stage check); True if the store did not
+        is on; `image`, the case's frame, for the second-stage check); True if the store did not
         have it yet. Raises on database errors."""
         case = change.case
         cam = self.cameras.get(case.camera_id)
         codes, location = self.config.codes[case.category], cam.location if cam else None
-        score = self._check_score(case, jpeg) if change.kind in (ChangeKind.opened, ChangeKind.reopened) else None
+        opening = change.kind in (ChangeKind.opened, ChangeKind.reopened)
+        score = check_score(self.check, case, image) if opening and self.policy is not None else None
         if self.policy is not None and change.kind is ChangeKind.opened:
             decided, message, _ = self.policy.apply(case, at=case.opened_at, dwell_s=_dwell(change.event), check_score=score)
             new = self.store.open_case(decided, change.event, codes=codes, location=location, outbox=message)
@@ -73,12 +72,6 @@ class CaseWriter:
         if self.policy is not None and change.kind is ChangeKind.reopened:
             self._decide_reopened(change, score)
         return new
-
-    def _check_score(self, case: Case, jpeg: bytes | None) -> float | None:
-        """The second-stage check's score; none (the case is held) when there is no check, no frame or it fails."""
-        if self.check is None or self.policy is None or jpeg is None:
-            return None
-        return check_score(self.check, case, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
 
     def _decide_reopened(self, change: CaseChange, check_score: float | None = None) -> None:
         stored = self.store.get_case(change.case.case_id).case
@@ -92,19 +85,18 @@ class CaseWriter:
         except InvalidTransition as exc:
             log.warning("%s; keeping the stored status", exc)
 
-    def evidence(self, change: CaseChange, jpeg: bytes | None, clip: bytes | None = None) -> None:
-        """The annotated frame and crop of an opened or reopened case, and the clip of an opened one
-        when its worker sent one. A frame that is missing (expired in Redis) or unreadable is logged
-        and counted; database errors are raised."""
+    def evidence(self, change: CaseChange, image: np.ndarray | None, clip: bytes | None = None, *, sent: bool = True) -> None:
+        """The annotated frame and crop of an opened or reopened case (`image`: its frame, decoded
+        by `decode_frame`), and the clip of an opened one when its worker sent one. A frame that is
+        missing (`sent` false: expired in Redis) or unreadable is logged and counted; database
+        errors are raised."""
         case = change.case
-        if jpeg is None:
-            self.evidence_errors += 1
-            log.warning("case %s: no evidence frame came with its event (expired in Redis?)", case.case_id)
-            return
-        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             self.evidence_errors += 1
-            log.error("case %s: the evidence frame is not a readable JPEG", case.case_id)
+            if sent:
+                log.error("case %s: the evidence frame is not a readable JPEG", case.case_id)
+            else:
+                log.warning("case %s: no evidence frame came with its event (expired in Redis?)", case.case_id)
             return
         cam = self.cameras.get(case.camera_id)
         zones = [z for z in (cam.zones if cam else []) if z.id == case.zone_id]
@@ -132,11 +124,15 @@ class CaseWriter:
             self.store.add_evidence(case.case_id, _KIND[f.kind], rel, f.sha256, f.bytes)
 
 
+def decode_frame(jpeg: bytes | None) -> np.ndarray | None:
+    """A worker's evidence JPEG as a BGR image; None when missing or unreadable."""
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) if jpeg is not None else None
+
+
 def _clip_file(path: Path, data: bytes) -> EvidenceFile:
     if data[4:8] != b"ftyp":
         raise ValueError("the evidence clip from the worker is not an MP4 file")
-    write_atomic(path, data)
-    return EvidenceFile("clip", path, hashlib.sha256(data).hexdigest(), len(data))
+    return write_evidence_bytes(data, path, "clip")
 
 
 def _dwell(event: Event | None) -> float:

@@ -125,7 +125,7 @@ def job_progress(r: redis.Redis, keys: Keys, job: str) -> dict[str, tuple[int, i
 
 
 class SegmentSource(Source):
-    """The frames of one segment (warm-up included) out of a recorded source read from its start."""
+    """The frames of one segment (warm-up included) out of a recorded source opened at the warm-up."""
 
     def __init__(self, inner: Source, task: SegmentTask, board_id: str) -> None:
         super().__init__(board_id, inner.source)
@@ -134,11 +134,9 @@ class SegmentSource(Source):
 
     def frames(self) -> Iterator[Frame]:
         end = self.task.end
-        for frame in self.inner.frames():
+        for frame in self.inner.frames():  # from the warm-up on: the inner source was opened with start_s=warmup
             if end is not None and frame.pts >= end - 1e-6:
                 break
-            if frame.pts < self.task.warmup - 1e-6:
-                continue
             self.yielded += 1
             yield Frame(self.camera_id, frame.pts, frame.wall, frame.image, frame.keyframe, frame.index)
 

@@ -177,18 +177,16 @@ class ReviewStore:
                     raise ReviewConflict(f"evidence {evidence_id} is not a frame of case {case_id}")
                 detail["evidence"] = ev.path
             row.updated_at = utcnow()
-            audit(s, actor, "correct_box", case_id=case_id, reason=reason, detail=detail)
+            entry = audit(s, actor, "correct_box", case_id=case_id, reason=reason, detail=detail)
             s.flush()
-            entry = s.scalars(select(AuditRow).where(AuditRow.case_id == case_id).order_by(AuditRow.id.desc()).limit(1)).one()
             return _audit(entry)
 
     def add_note(self, case_id: str, text: str, *, actor: str) -> AuditEntry:
         with transaction(self._engine, write=True) as s:
             row = w.case_row(s, case_id)
             row.updated_at = utcnow()
-            audit(s, actor, "note", case_id=case_id, reason=text)
+            entry = audit(s, actor, "note", case_id=case_id, reason=text)
             s.flush()
-            entry = s.scalars(select(AuditRow).where(AuditRow.case_id == case_id).order_by(AuditRow.id.desc()).limit(1)).one()
             return _audit(entry)
 
     @staticmethod

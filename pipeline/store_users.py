@@ -109,10 +109,12 @@ def transaction(engine: Engine, *, write: bool) -> Iterator[Session]:
 
 
 def audit(s: Session, actor: str, action: str, *, case_id: str | None = None, target: str = "",
-          detail: dict[str, Any] | None = None, reason: str = "", at: datetime | None = None) -> None:
-    """Append one audit row inside the caller's transaction."""
-    s.add(AuditRow(at=as_utc(at) if at else utcnow(), actor=actor[:200], action=action, case_id=case_id,
-                   target=target[:200], detail=detail or {}, reason=reason))
+          detail: dict[str, Any] | None = None, reason: str = "", at: datetime | None = None) -> AuditRow:
+    """Append one audit row inside the caller's transaction; returns it (its id once flushed)."""
+    row = AuditRow(at=as_utc(at) if at else utcnow(), actor=actor[:200], action=action, case_id=case_id,
+                   target=target[:200], detail=detail or {}, reason=reason)
+    s.add(row)
+    return row
 
 
 def _user(r: UserRow) -> UserRecord:

@@ -32,6 +32,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -355,6 +356,23 @@ def _like(cases: list[CaseRecord], reference: list[CaseRecord]) -> bool:
     return on_cars and len(set(cars)) == len(cars) and all(c.case.category == Category.illegal_parking for c in cases)
 
 
+@contextmanager
+def _keeper_thread(config: Config, keeper_id: str, **kw):  # noqa: ANN003
+    """A casekeeper running in this process (a thread), stopped and joined on leaving."""
+    from citypatrol.pipeline.casekeeper import Casekeeper
+
+    stop = threading.Event()
+    keeper = Casekeeper(config, keeper_id=keeper_id, stop=stop, **kw)
+    thread = threading.Thread(target=keeper.run, daemon=True)
+    thread.start()
+    try:
+        yield keeper
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -668,8 +686,6 @@ def test_a_worker_uses_the_zones_saved_in_the_review_center(tmp_path, rds, prefi
 
 
 def test_casekeeper_waits_out_a_database_outage_and_applies_everything_once(tmp_path, rds, prefix, pg_url, caplog):
-    from citypatrol.pipeline.casekeeper import Casekeeper
-
     url = make_url(pg_url)
     proxy = TcpForwarder((url.host or "127.0.0.1", url.port or 5432)).start()
     through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
@@ -688,42 +704,35 @@ def test_casekeeper_waits_out_a_database_outage_and_applies_everything_once(tmp_
         sent.append(fields)
         rds.xadd(stream, fields)
 
-    stop = threading.Event()
     caplog.set_level("INFO", logger="citypatrol.casekeeper")
-    keeper = Casekeeper(config, keeper_id="k-db", stop=stop)
-    thread = threading.Thread(target=keeper.run, daemon=True)
-    thread.start()
     try:
-        send(10.0, _event("gate", a, 2.0, 10.0))
-        send(12.0)
-        _wait("the first case", lambda: len(_cases(pg_url)) == 1, 30, [])
-        proxy.stop()  # the database is gone for the casekeeper
-        send(20.0, _event("gate", a, 2.0, 20.0), _event("gate", b, 14.0, 20.0))
-        send(22.0)
-        _wait("the messages pending", lambda: rds.xpending(stream, "casekeepers")["pending"] >= 1, 10, [])
-        time.sleep(2.0)  # several failed attempts
-        assert len(_cases(pg_url)) == 1 and rds.xpending(stream, "casekeepers")["pending"] >= 1
-        assert "database unavailable" in caplog.text
-        proxy.start()  # on the same port: the database is back
-        _wait("everything applied", lambda: len(_cases(pg_url)) == 2 and _drained(rds, keys, "casekeepers"), 30, [])
-        cases = {r.case.box: r for r in _cases(pg_url)}
-        assert cases[a].sightings == 1 and cases[a].case.last_seen_pts == 20.0  # one episode, seen again at 20 s
-        assert cases[b].sightings == 1 and cases[b].case.opened_pts == 20.0
-        before = {r.case_id: (r.case.events, r.sightings, r.case.last_seen_pts) for r in cases.values()}
-        for fields in sent:  # every message delivered again
-            rds.xadd(stream, fields)
-        _wait("the copies read", lambda: _drained(rds, keys, "casekeepers"), 30, [])
-        assert {r.case_id: (r.case.events, r.sightings, r.case.last_seen_pts) for r in _cases(pg_url)} == before
-        assert keeper.stats.skipped == len(sent) and keeper.stats.dead == 0
+        with _keeper_thread(config, "k-db") as keeper:
+            send(10.0, _event("gate", a, 2.0, 10.0))
+            send(12.0)
+            _wait("the first case", lambda: len(_cases(pg_url)) == 1, 30, [])
+            proxy.stop()  # the database is gone for the casekeeper
+            send(20.0, _event("gate", a, 2.0, 20.0), _event("gate", b, 14.0, 20.0))
+            send(22.0)
+            _wait("the messages pending", lambda: rds.xpending(stream, "casekeepers")["pending"] >= 1, 10, [])
+            time.sleep(2.0)  # several failed attempts
+            assert len(_cases(pg_url)) == 1 and rds.xpending(stream, "casekeepers")["pending"] >= 1
+            assert "database unavailable" in caplog.text
+            proxy.start()  # on the same port: the database is back
+            _wait("everything applied", lambda: len(_cases(pg_url)) == 2 and _drained(rds, keys, "casekeepers"), 30, [])
+            cases = {r.case.box: r for r in _cases(pg_url)}
+            assert cases[a].sightings == 1 and cases[a].case.last_seen_pts == 20.0  # one episode, seen again at 20 s
+            assert cases[b].sightings == 1 and cases[b].case.opened_pts == 20.0
+            before = {r.case_id: (r.case.events, r.sightings, r.case.last_seen_pts) for r in cases.values()}
+            for fields in sent:  # every message delivered again
+                rds.xadd(stream, fields)
+            _wait("the copies read", lambda: _drained(rds, keys, "casekeepers"), 30, [])
+            assert {r.case_id: (r.case.events, r.sightings, r.case.last_seen_pts) for r in _cases(pg_url)} == before
+            assert keeper.stats.skipped == len(sent) and keeper.stats.dead == 0
     finally:
-        stop.set()
-        thread.join(timeout=30)
         proxy.stop()
-    assert not thread.is_alive()
 
 
 def test_a_damaged_clip_costs_the_clip_not_the_frame_and_crop(tmp_path, rds, prefix, pg_url, stills, caplog):
-    from citypatrol.pipeline.casekeeper import Casekeeper
     from citypatrol.pipeline.distributed import clip_key
 
     cam = _camera("gate", "rtsp://127.0.0.1:1/none")
@@ -738,21 +747,14 @@ def test_a_damaged_clip_costs_the_clip_not_the_frame_and_crop(tmp_path, rds, pre
     box = PARKED_CARS[0]
     rds.xadd(keys.events(0), encode_message(FrameMessage("gate", 10.0, T0 + timedelta(seconds=10), "w-test",
                                                          (_event("gate", box, 2.0, 10.0),), image_key)))  # fmt: skip
-    stop = threading.Event()
     caplog.set_level("INFO", logger="citypatrol.casekeeper")
-    keeper = Casekeeper(config, keeper_id="k-clip", stop=stop)
-    thread = threading.Thread(target=keeper.run, daemon=True)
-    thread.start()
-    try:
+    with _keeper_thread(config, "k-clip") as keeper:
         _wait("the case with its evidence", lambda: [r for r in _cases(pg_url) if r.evidence], 30, [])
         (case,) = _cases(pg_url)
         assert sorted(e.kind.value for e in case.evidence) == ["crop", "frame"]
         assert "evidence clip not written" in caplog.text and "not an MP4" in caplog.text
         assert not (tmp_path / "evidence" / case.case_id / "clip.mp4").exists()
         assert keeper.stats.dead == 0
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def test_the_casekeeper_asks_the_configured_verifier_before_auto_submitting(tmp_path, rds, prefix, pg_url, stills):
@@ -760,7 +762,6 @@ def test_the_casekeeper_asks_the_configured_verifier_before_auto_submitting(tmp_
     goes out on its own, scored on the empty lot it waits for a reviewer."""
     from citypatrol.annotate.evidence import crop_box
     from citypatrol.models.verifier import train_verifier
-    from citypatrol.pipeline.casekeeper import Casekeeper
     from citypatrol.pipeline.second_stage import load_check
 
     empty, parked = stills
@@ -781,18 +782,11 @@ def test_the_casekeeper_asks_the_configured_verifier_before_auto_submitting(tmp_
         rds.set(image_key, cv2.imencode(".jpg", frame)[1].tobytes(), ex=600)
         event = _event(cam, boxes[0], 2.0, 10.0)
         rds.xadd(keys.events(0), encode_message(FrameMessage(cam, 10.0, T0 + timedelta(seconds=10), "w-test", (event,), image_key)))
-    stop = threading.Event()
-    keeper = Casekeeper(config, keeper_id="k-check", stop=stop, check=load_check(config.review))
-    thread = threading.Thread(target=keeper.run, daemon=True)
-    thread.start()
-    try:
+    with _keeper_thread(config, "k-check", check=load_check(config.review)):
         _wait("both cases decided", lambda: len(_cases(pg_url)) == 2 and all(len(r.case.history) >= 2 for r in _cases(pg_url)), 30, [])
         by_cam = {r.case.camera_id: r.case for r in _cases(pg_url)}
         assert by_cam["gate"].status.value == "approved" and "second-stage check" in by_cam["gate"].history[1].reason
         assert by_cam["yard"].status.value == "pending_review" and "second-stage check" in by_cam["yard"].history[1].reason
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 # -- recorded footage ------------------------------------------------------------------------------
