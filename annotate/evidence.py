@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from citypatrol.annotate.fonts import cjk_font_path
 from citypatrol.annotate.labels import category_label, label_text
-from citypatrol.pipeline.config import Category
+from citypatrol.pipeline.config.models import Category
 from citypatrol.annotate.files import write_atomic
 from citypatrol.models.assets import sha256_file
 

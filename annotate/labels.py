@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from citypatrol.pipeline.config import Category
+from citypatrol.pipeline.config.models import Category
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,10 +44,10 @@ except ModuleNotFoundError as exc:  # a build without the dispatcher
 from citypatrol.api.auth import ANYONE, AuthMiddleware, Principal
 from citypatrol.api.ratelimit import LoginLimiter
 from citypatrol.api.state import AppState, HealthProvider
-from citypatrol.pipeline.config import Config
-from citypatrol.pipeline.store import Store
-from citypatrol.pipeline.store_review import ReviewStore
-from citypatrol.pipeline.store_users import UserStore
+from citypatrol.pipeline.config.models import Config
+from citypatrol.pipeline.store.case_store import Store
+from citypatrol.pipeline.store.review import ReviewStore
+from citypatrol.pipeline.store.users import UserStore
 
 API = "/api/v1"
 STATIC = Path(__file__).resolve().parent / "static"

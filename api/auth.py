@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from citypatrol.pipeline.store_users import Role, digest
+from citypatrol.pipeline.store.users import Role, digest
 
 SESSION_COOKIE = "cp_session"
 CSRF_COOKIE = "cp_csrf"

@@ -14,16 +14,16 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from citypatrol.pipeline.config import Config
-from citypatrol.pipeline.configfile import load_config
+from citypatrol.pipeline.config.models import Config
+from citypatrol.pipeline.config.loading import load_config
 
 console = Console(stderr=True)
 users_app = typer.Typer(no_args_is_help=True, help="Users and API tokens of the review center.")
 
 
 def _open(config: Path | None, db: str | None):
-    from citypatrol.pipeline.store import open_store
-    from citypatrol.pipeline.store_records import StoreError
+    from citypatrol.pipeline.store.case_store import open_store
+    from citypatrol.pipeline.store.records import StoreError
 
     cfg = load_config(config) if config else Config()
     try:
@@ -45,7 +45,7 @@ def serve(
 
     from citypatrol.api.app import create_app
     from citypatrol.api.health import StatusFileHealth
-    from citypatrol.pipeline.store_users import UserStore
+    from citypatrol.pipeline.store.users import UserStore
 
     cfg, store = _open(config, db)
     evidence_dir = evidence or cfg.storage.evidence_dir
@@ -86,7 +86,7 @@ def users_add(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line of stdin."),
 ) -> None:
     """Add a user; the password is prompted for (or taken from an env var / stdin), never from argv."""
-    from citypatrol.pipeline.store_users import UserError, UserStore
+    from citypatrol.pipeline.store.users import UserError, UserStore
 
     _, store = _open(config, db)
     try:
@@ -102,7 +102,7 @@ def users_add(
 @users_app.command("list")
 def users_list(config: Path | None = typer.Option(None, "--config", "-c"), db: str | None = typer.Option(None, "--db")) -> None:
     """List users."""
-    from citypatrol.pipeline.store_users import UserStore
+    from citypatrol.pipeline.store.users import UserStore
 
     _, store = _open(config, db)
     try:
@@ -120,7 +120,7 @@ def users_token(
     db: str | None = typer.Option(None, "--db"),
 ) -> None:
     """Create an API token for a machine; the secret is printed once, on stdout."""
-    from citypatrol.pipeline.store_users import UserError, UserStore
+    from citypatrol.pipeline.store.users import UserError, UserStore
 
     _, store = _open(config, db)
     try:
@@ -139,8 +139,8 @@ def demo_login(db_url: str, username: str = "demo") -> str:
     (printed once by `citypatrol demo`; run the demo again for a new one)."""
     import secrets
 
-    from citypatrol.pipeline.store import open_store
-    from citypatrol.pipeline.store_users import UserStore
+    from citypatrol.pipeline.store.case_store import open_store
+    from citypatrol.pipeline.store.users import UserStore
 
     password = secrets.token_urlsafe(12)
     with open_store(db_url) as store:

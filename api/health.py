@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from citypatrol.pipeline.live_status import LiveStatus, read_status
+from citypatrol.pipeline.live.status import LiveStatus, read_status
 
 CACHE_S = 2.0
 STALE_FRAME_S = 60.0  # a running camera without an analysed frame for this long is degraded

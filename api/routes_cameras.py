@@ -15,7 +15,7 @@ from citypatrol.api.auth import ANYONE, Principal
 from citypatrol.api.routes_cases import evidence_file
 from citypatrol.api.schemas import CAMERA_ID, CameraOut, HealthOut, LocationOut
 from citypatrol.api.state import AppState, app_state
-from citypatrol.pipeline.store_review import CameraInfo
+from citypatrol.pipeline.store.review import CameraInfo
 
 router = APIRouter(tags=["cameras"])
 CameraId = Annotated[str, PathParam(pattern=CAMERA_ID)]

@@ -13,9 +13,9 @@ from citypatrol.api.schemas import CASE_ID, CaseDetailOut, CasePage, Short, Time
 from citypatrol.api.state import AppState, app_state
 from citypatrol.api.views import camera_names, case_detail, case_out
 from citypatrol.models.assets import sha256_file
-from citypatrol.pipeline.config import Category
-from citypatrol.pipeline.store_records import CaseNotFound
-from citypatrol.pipeline.store_review import REVIEW_QUEUE, EvidenceItem
+from citypatrol.pipeline.config.models import Category
+from citypatrol.pipeline.store.records import CaseNotFound
+from citypatrol.pipeline.store.review import REVIEW_QUEUE, EvidenceItem
 from citypatrol.pipeline.types import CaseStatus
 
 router = APIRouter(tags=["cases"])

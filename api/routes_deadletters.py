@@ -1,6 +1,6 @@
 """Dead letters: cases whose delivery to the dispatch system failed, and retrying them.
 
-The retry itself belongs to the dispatcher (`citypatrol.pipeline.dispatch`): this route calls its
+The retry itself belongs to the dispatcher (`citypatrol.pipeline.dispatch.dispatcher`): this route calls its
 `retry_dead_letter(store, case_id, actor=...)` when that exists and answers 501 otherwise, so
 the review center never invents its own delivery path.
 """
@@ -16,17 +16,17 @@ from fastapi import APIRouter, Depends, HTTPException, Path as PathParam
 from citypatrol.api.auth import ADMINS, Principal
 from citypatrol.api.schemas import CASE_ID, DeadLetterOut, RetryOut
 from citypatrol.api.state import AppState, app_state
-from citypatrol.pipeline.case_states import InvalidTransition
-from citypatrol.pipeline.store_records import CaseNotFound, OutboxStatus
+from citypatrol.pipeline.cases.states import InvalidTransition
+from citypatrol.pipeline.store.records import CaseNotFound, OutboxStatus
 
 router = APIRouter(tags=["dispatch"])
 RETRY_FUNCTION = "retry_dead_letter"
 
 
 def retry_function() -> Callable[..., Any] | None:
-    """The dispatcher's retry function, or None while `citypatrol.pipeline.dispatch` has none."""
+    """The dispatcher's retry function, or None while `citypatrol.pipeline.dispatch.dispatcher` has none."""
     try:
-        module = importlib.import_module("citypatrol.pipeline.dispatch")
+        module = importlib.import_module("citypatrol.pipeline.dispatch.dispatcher")
     except ImportError:
         return None
     fn = getattr(module, RETRY_FUNCTION, None)
@@ -51,7 +51,7 @@ def retry(case_id: Annotated[str, PathParam(pattern=CASE_ID)], state: Annotated[
           who: Annotated[Principal, Depends(ADMINS)]) -> RetryOut:
     fn = retry_function()
     if fn is None:
-        raise HTTPException(501, f"dead-letter retry is not available: citypatrol.pipeline.dispatch has no {RETRY_FUNCTION}() "
+        raise HTTPException(501, f"dead-letter retry is not available: citypatrol.pipeline.dispatch.dispatcher has no {RETRY_FUNCTION}() "
                                  "in this build; nothing was changed")
     try:
         state.store.get_case(case_id)

@@ -15,9 +15,9 @@ from citypatrol.api.auth import REVIEWERS, Principal
 from citypatrol.api.routes_cases import load_detail
 from citypatrol.api.schemas import CASE_ID, BoxIn, CaseDetailOut, ConfirmIn, MergeIn, NoteIn, ReclassifyIn, RejectIn
 from citypatrol.api.state import AppState, app_state
-from citypatrol.pipeline.case_states import InvalidTransition
-from citypatrol.pipeline.store_records import CaseNotFound
-from citypatrol.pipeline.store_review import ReviewConflict
+from citypatrol.pipeline.cases.states import InvalidTransition
+from citypatrol.pipeline.store.records import CaseNotFound
+from citypatrol.pipeline.store.review import ReviewConflict
 from citypatrol.pipeline.types import CaseStatus
 
 router = APIRouter(tags=["decisions"])

@@ -1,10 +1,10 @@
 """The dispatch system's status callbacks: POST /api/v1/dispatch/callback.
 
 The caller is a machine, authenticated by the HMAC-SHA256 signature over timestamp + body (see
-`citypatrol.pipeline.signing`), not by a user session or API token — so this path must be public
+`citypatrol.pipeline.dispatch.signing`), not by a user session or API token — so this path must be public
 to the session middleware (`api/auth.py` PUBLIC_EXACT) while the handler itself refuses anything
 unsigned. Verification, replay protection and the status change live in
-`citypatrol.pipeline.callbacks`; this route only reads the raw body (the signature covers its exact
+`citypatrol.pipeline.dispatch.callbacks`; this route only reads the raw body (the signature covers its exact
 bytes) and answers with the reply it is given.
 
 The handler takes the store and config from `request.app.state.cp` (the review center's
@@ -21,9 +21,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from citypatrol.pipeline import callbacks
-from citypatrol.pipeline.config import Config
-from citypatrol.pipeline.store import Store
+from citypatrol.pipeline.dispatch import callbacks
+from citypatrol.pipeline.config.models import Config
+from citypatrol.pipeline.store.case_store import Store
 
 PATH = "/dispatch/callback"
 FULL_PATH = "/api/v1" + PATH

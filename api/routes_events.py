@@ -23,8 +23,8 @@ from citypatrol.api.auth import ANYONE, Principal
 from citypatrol.api.schemas import Time, _sane_time
 from citypatrol.api.state import AppState, app_state
 from citypatrol.api.views import camera_names, case_out
-from citypatrol.pipeline.store_records import CaseNotFound
-from citypatrol.pipeline.store_schema import as_utc, utcnow
+from citypatrol.pipeline.store.records import CaseNotFound
+from citypatrol.pipeline.store.schema import as_utc, utcnow
 
 router = APIRouter(tags=["cases"])
 OVERLAP = timedelta(seconds=2)  # re-read this far back: a change committed late with an earlier timestamp is not missed

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from citypatrol.api import i18n
 from citypatrol.api.auth import ANYONE, Principal
 from citypatrol.api.state import AppState, app_state
-from citypatrol.pipeline.config import ZoneKind
+from citypatrol.pipeline.config.models import ZoneKind
 from citypatrol.pipeline.types import CaseStatus
 
 router = APIRouter(include_in_schema=False)

@@ -11,8 +11,8 @@ from citypatrol.api.auth import ADMINS, Principal
 from citypatrol.api.schemas import AuditOut, NewTokenOut, Short, TokenIn, TokenOut, UserIn, UserOut, UserPatch
 from citypatrol.api.state import AppState, app_state
 from citypatrol.api.views import audit_out
-from citypatrol.pipeline.store_schema import utcnow
-from citypatrol.pipeline.store_users import UserError
+from citypatrol.pipeline.store.schema import utcnow
+from citypatrol.pipeline.store.users import UserError
 
 router = APIRouter(tags=["admin"])
 UserName = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.@-]{2,64}$")]

@@ -16,8 +16,8 @@ from citypatrol.api.auth import ADMINS, ANYONE, Principal
 from citypatrol.api.routes_cameras import get_camera_or_404
 from citypatrol.api.schemas import CAMERA_ID, ZONE_ID, ZoneItemIn, ZoneSetIn, ZoneSetOut, ZoneVersionOut
 from citypatrol.api.state import AppState, app_state
-from citypatrol.pipeline.config import Zone
-from citypatrol.pipeline.store_review import ReviewConflict
+from citypatrol.pipeline.config.models import Zone
+from citypatrol.pipeline.store.review import ReviewConflict
 
 router = APIRouter(tags=["zones"])
 CameraId = Annotated[str, PathParam(pattern=CAMERA_ID)]

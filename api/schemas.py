@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from citypatrol.pipeline.config import Category, Zone
-from citypatrol.pipeline.store_users import Role
+from citypatrol.pipeline.config.models import Category, Zone
+from citypatrol.pipeline.store.users import Role
 from citypatrol.pipeline.types import CaseStatus
 
 

@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import Request
 
 from citypatrol.api.ratelimit import LoginLimiter
-from citypatrol.pipeline.config import Config
-from citypatrol.pipeline.store import Store
-from citypatrol.pipeline.store_review import ReviewStore
-from citypatrol.pipeline.store_users import UserStore
+from citypatrol.pipeline.config.models import Config
+from citypatrol.pipeline.store.case_store import Store
+from citypatrol.pipeline.store.review import ReviewStore
+from citypatrol.pipeline.store.users import UserStore
 
 #: camera id -> health dict (status, fps, last frame time …) or None when not known yet.
 HealthProvider = Callable[[str], dict[str, Any] | None]

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from citypatrol.annotate.labels import category_label
 from citypatrol.api.schemas import AuditOut, CaseDetailOut, CaseOut, CategoryOut, EvidenceOut, LocationOut, TransitionOut
 from citypatrol.api.state import AppState
-from citypatrol.pipeline.store_records import CaseRecord
-from citypatrol.pipeline.store_review import AuditEntry, EvidenceItem
+from citypatrol.pipeline.store.records import CaseRecord
+from citypatrol.pipeline.store.review import AuditEntry, EvidenceItem
 
 
 def evidence_url(evidence_id: int) -> str:

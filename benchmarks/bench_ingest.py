@@ -128,7 +128,7 @@ def _run_naive(videos: list[Path], passes: int) -> tuple[list[dict], dict]:
 
 
 def _detector_config(backend: str):
-    from citypatrol.pipeline.config import DetectorConfig
+    from citypatrol.pipeline.config.models import DetectorConfig
 
     weights = {
         "pt": lambda: str(_weights_path()),
@@ -142,7 +142,7 @@ def _detector_config(backend: str):
 def _run_sampled(videos: list[Path], passes: int, backend: str) -> tuple[list[dict], dict]:
     """(b) open_source at the default cadence + Detector, round-robin across the videos like run_batch."""
     from citypatrol.models.detector import Detector
-    from citypatrol.pipeline.config import Camera
+    from citypatrol.pipeline.config.models import Camera
     from citypatrol.streams import open_source
 
     cadence = Camera.model_fields["cadence_s"].default
@@ -186,8 +186,8 @@ def _run_pipeline(videos: list[Path], passes: int) -> tuple[list[dict], dict]:
     from rich.console import Console
 
     from citypatrol.models.detector import load_detectors
-    from citypatrol.pipeline.batch import cameras_for_paths, run_batch
-    from citypatrol.pipeline.config import Config
+    from citypatrol.pipeline.batch.runner import cameras_for_paths, run_batch
+    from citypatrol.pipeline.config.models import Config
 
     config = Config()
     cameras = cameras_for_paths([str(v) for v in videos], config)
@@ -251,7 +251,7 @@ def _thread_settings() -> dict:
 
 
 def _videos(quick: bool) -> tuple[list[Path], dict[str, float]]:
-    from citypatrol.pipeline.samples import fetch_samples, load_samples
+    from citypatrol.pipeline.evaluation.samples import fetch_samples, load_samples
     from citypatrol.streams.media import is_video
     from citypatrol.streams.probe import duration_s
 
@@ -419,7 +419,7 @@ def summarise(rec: dict, camera_s: float) -> dict:
 
 def _default_models() -> str:
     """The detectors a default Config runs, e.g. 'yolo11n-coco-openvino-int8 @640 + citypatrol-city @384'."""
-    from citypatrol.pipeline.config import Config
+    from citypatrol.pipeline.config.models import Config
 
     return " + ".join(f"{d.weights} @{d.imgsz}" for d in Config().models.detectors)
 
@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     passes = args.passes or (1 if args.quick else 5)
     videos, durations = _videos(args.quick)
     camera_s = sum(durations.values())
-    from citypatrol.pipeline.config import Camera
+    from citypatrol.pipeline.config.models import Camera
 
     cadence = Camera.model_fields["cadence_s"].default
     env = dict(os.environ)

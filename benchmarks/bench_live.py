@@ -67,7 +67,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 MARK_START = "<!-- bench_live:start -->"
 MARK_END = "<!-- bench_live:end -->"
 FPS = 25
-CLIENT_EXE = [sys.executable, "-m", "citypatrol.pipeline.cli"]
+CLIENT_EXE = [sys.executable, "-m", "citypatrol.pipeline.cli.main"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import ProcessWatch, _top_processes, conditions_lines, machine_info  # noqa: E402  (same machine record)
@@ -82,7 +82,7 @@ from bench_ingest import write_results as write_section  # noqa: E402
 def sample_videos(names: list[str] | None) -> dict[str, Path]:
     """The sample *videos* (not stills sequences), through the asset resolver (sha256-checked)."""
     from citypatrol.models.assets import resolve_asset
-    from citypatrol.pipeline.samples import load_samples
+    from citypatrol.pipeline.evaluation.samples import load_samples
     from citypatrol.streams.media import is_video
 
     out = {}
@@ -215,7 +215,7 @@ def _proc_mem_kib(pid: int) -> tuple[int, int]:
 
 
 def _camera_config(i: int, url: str) -> dict:
-    from citypatrol.pipeline.config import Camera
+    from citypatrol.pipeline.config.models import Camera
 
     lower = [[0.0, 0.45], [1.0, 0.45], [1.0, 1.0], [0.0, 1.0]]
     cam = Camera(
@@ -254,8 +254,8 @@ class Step:
 
 
 def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Namespace, work: Path) -> Step:
-    from citypatrol.pipeline.config import Camera
-    from citypatrol.pipeline.live_status import read_status
+    from citypatrol.pipeline.config.models import Camera
+    from citypatrol.pipeline.live.status import read_status
 
     cadence = Camera.model_fields["cadence_s"].default
     step = Step(n)
@@ -676,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     why = server_available()
     if why:
         raise SystemExit(f"cannot serve RTSP on loopback: {why} (make system-deps)")
-    from citypatrol.pipeline.config import Camera, Config
+    from citypatrol.pipeline.config.models import Camera, Config
 
     def say(msg: str) -> None:
         print(msg, flush=True)

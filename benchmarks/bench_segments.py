@@ -2,7 +2,7 @@
 """Footage segments: what reading one segment of a long recording costs, seeking vs reading from the start.
 
 `citypatrol batch-queue` cuts a recording into segments that workers analyse in parallel; each
-segment is read from its warm-up (see `pipeline/distributed_segments.py`). This measures the
+segment is read from its warm-up (see `pipeline/distributed/segments.py`). This measures the
 reading alone (demux + decode + cadence sampling + BGR conversion, no detector) for segments at
 several offsets of one long file, two ways:
 

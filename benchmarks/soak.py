@@ -77,7 +77,7 @@ def _slope(points: list[tuple[float, float]]) -> float | None:
 
 
 def soak(args: argparse.Namespace, work: Path, say) -> dict:
-    from citypatrol.pipeline.live_status import read_status
+    from citypatrol.pipeline.live.status import read_status
 
     copies = prepare_streams(argparse.Namespace(clips=args.clips, gop_s=2.0, phases=1, height=args.height,
                                                 min_clip_s=20.0, cache=args.cache))
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     why = server_available()
     if why:
         raise SystemExit(f"cannot serve RTSP on loopback: {why} (make system-deps)")
-    from citypatrol.pipeline.config import Camera
+    from citypatrol.pipeline.config.models import Camera
 
     def say(msg: str) -> None:
         print(msg, flush=True)

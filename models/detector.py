@@ -28,7 +28,7 @@ from citypatrol.models.assets import AssetError, resolve_asset, sha256_file
 from citypatrol.models.detections import Detections
 from citypatrol.models.labelmaps import COCO_NAMES, build_label_map, get_label_map, identity_map
 from citypatrol.models.registry import ModelEntry, WeightsFormat, format_of, load_registry
-from citypatrol.pipeline.config import DetectorConfig, ModelsConfig
+from citypatrol.pipeline.config.models import DetectorConfig, ModelsConfig
 
 log = logging.getLogger(__name__)
 

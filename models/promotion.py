@@ -30,7 +30,7 @@ from pathlib import Path
 
 from citypatrol.models.assets import sha256_file
 from citypatrol.models.training.dataset import default_cache_dir
-from citypatrol.pipeline.config import ModelsConfig
+from citypatrol.pipeline.config.models import ModelsConfig
 
 STATE_ENV = "CITYPATROL_MODEL_STATE"
 

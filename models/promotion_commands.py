@@ -116,8 +116,8 @@ def shadow(
     from citypatrol.models.detector import load_detectors
     from citypatrol.models.promotion import promoted_config, stamp, with_weights
     from citypatrol.models.shadow import run_shadow
-    from citypatrol.pipeline.config import Config
-    from citypatrol.pipeline.configfile import load_config
+    from citypatrol.pipeline.config.models import Config
+    from citypatrol.pipeline.config.loading import load_config
 
     cfg = load_config(config) if config else Config()
     st = ModelState(state)

@@ -63,8 +63,8 @@ def _draw(image: np.ndarray, det: Detections, title: str) -> np.ndarray:
 def run_shadow(config, current, candidate, footage: list[str], out: Path, *, every: int = 1,  # noqa: ANN001
                min_score: float = 0.5, max_images: int = 50) -> dict:
     """Compare the two detectors on every `every`-th analysed frame of `footage`; see the module doc."""
-    from citypatrol.pipeline.batch import cameras_for_paths
-    from citypatrol.pipeline.config import Camera
+    from citypatrol.pipeline.batch.runner import cameras_for_paths
+    from citypatrol.pipeline.config.models import Camera
     from citypatrol.streams.open import open_source
 
     out = Path(out)

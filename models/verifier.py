@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from citypatrol.models.assets import sha256_file
-from citypatrol.pipeline.config import Category
+from citypatrol.pipeline.config.models import Category
 
 log = logging.getLogger(__name__)
 

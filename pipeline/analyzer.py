@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from citypatrol.models.detections import Detections
-from citypatrol.pipeline.casebuilder import CaseBuilder, CaseChange
-from citypatrol.pipeline.config import Camera, Config, Rules
+from citypatrol.pipeline.cases.builder import CaseBuilder, CaseChange
+from citypatrol.pipeline.config.models import Camera, Config, Rules
 from citypatrol.pipeline.rules import Rule, RuleContext, build_rules
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import Event, Track

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from citypatrol.pipeline.config import Category
+from citypatrol.pipeline.config.models import Category
 
 Box = tuple[float, float, float, float]  # normalised x1, y1, x2, y2
 

@@ -23,7 +23,7 @@ from shapely.geometry import Polygon
 from shapely.geometry import box as shapely_box
 from shapely.geometry.base import BaseGeometry
 
-from citypatrol.pipeline.config import Zone, ZoneKind
+from citypatrol.pipeline.config.models import Zone, ZoneKind
 from citypatrol.pipeline.types import Box
 
 DAY_S = 86400.0

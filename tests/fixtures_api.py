@@ -23,9 +23,9 @@ import uvicorn
 from citypatrol.annotate.evidence import write_case_images, write_clip_from_file
 from citypatrol.api.app import create_app
 from citypatrol.api.ratelimit import LoginLimiter
-from citypatrol.pipeline.config import Camera, Category, Config, Location, Zone
-from citypatrol.pipeline.store import Store, open_store
-from citypatrol.pipeline.store_users import Role, UserStore
+from citypatrol.pipeline.config.models import Camera, Category, Config, Location, Zone
+from citypatrol.pipeline.store.case_store import Store, open_store
+from citypatrol.pipeline.store.users import Role, UserStore
 from citypatrol.pipeline.types import Case, CaseStatus, Event
 from tests.conftest import ASSETS, SAMPLE_VIDEOS
 from tests.footage import PARKED_BAYS, PARKED_CARS, frame_at

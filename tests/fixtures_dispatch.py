@@ -17,11 +17,11 @@ import pytest
 import uvicorn
 
 from citypatrol.api.routes_dispatch import FULL_PATH, create_callback_app
-from citypatrol.pipeline.case_states import opened_row
-from citypatrol.pipeline.config import Camera, Category, Config, DispatchConfig, Location
-from citypatrol.pipeline.dispatch_sim import DispatchSimulator
-from citypatrol.pipeline.review_policy import ReviewPolicy
-from citypatrol.pipeline.store import Store
+from citypatrol.pipeline.cases.states import opened_row
+from citypatrol.pipeline.config.models import Camera, Category, Config, DispatchConfig, Location
+from citypatrol.pipeline.dispatch.simulator import DispatchSimulator
+from citypatrol.pipeline.cases.review_policy import ReviewPolicy
+from citypatrol.pipeline.store.case_store import Store
 from citypatrol.pipeline.types import Case, CaseStatus
 from tests.fixtures_db import PG_URL, db_url, pg_admin, store  # noqa: F401, F811  (fixtures)
 

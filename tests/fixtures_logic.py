@@ -13,8 +13,8 @@ from datetime import UTC, datetime, time, timedelta
 import numpy as np
 
 from citypatrol.models.detections import Detections
-from citypatrol.pipeline.casebuilder import CaseBuilder, CaseChange
-from citypatrol.pipeline.config import Camera, CasesConfig, Rules, Zone, ZoneKind
+from citypatrol.pipeline.cases.builder import CaseBuilder, CaseChange
+from citypatrol.pipeline.config.models import Camera, CasesConfig, Rules, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import Rule, RuleContext
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import Event, Track

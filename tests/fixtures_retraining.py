@@ -18,11 +18,11 @@ import pytest
 
 from citypatrol.api.app import create_app
 from citypatrol.models.detector import load_detectors
-from citypatrol.pipeline.active_sampling import ActiveSampler, SamplingConfig
-from citypatrol.pipeline.batch import BatchResult, run_batch
-from citypatrol.pipeline.config import Camera, Config, Zone, ZoneKind
-from citypatrol.pipeline.store import open_store
-from citypatrol.pipeline.store_users import Role, UserStore
+from citypatrol.pipeline.sinks.active_sampling import ActiveSampler, SamplingConfig
+from citypatrol.pipeline.batch.runner import BatchResult, run_batch
+from citypatrol.pipeline.config.models import Camera, Config, Zone, ZoneKind
+from citypatrol.pipeline.store.case_store import open_store
+from citypatrol.pipeline.store.users import Role, UserStore
 from tests.conftest import ASSETS
 from tests.fixtures_api import LiveServer
 from tests.footage import PARKED_BAYS, PARKING, encode, frame_at

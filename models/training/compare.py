@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from citypatrol.pipeline.boxes import iou_matrix
-from citypatrol.pipeline.config import Config
+from citypatrol.pipeline.config.models import Config
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class Comparison:
 def compare(config: Config, current, candidate, out: Path, *, data_yaml: Path | None = None,  # noqa: ANN001
             samples: list[str] | None = None, events: bool = True) -> Comparison:
     """Both measures for both detectors (MultiDetectors); writes `<out>/comparison.json`."""
-    from citypatrol.pipeline.evaluate_run import evaluate_samples
+    from citypatrol.pipeline.evaluation.run import evaluate_samples
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -59,8 +59,8 @@ from citypatrol.models.labelmaps import COCO, COCO_NAMES
 from citypatrol.models.training.dataset import CITY_CLASSES
 from citypatrol.models.verifier import NOT_A_PROBLEM, not_a_problem_label
 from citypatrol.pipeline.boxes import box_iou
-from citypatrol.pipeline.config import Category
-from citypatrol.pipeline.store_records import CaseRecord, EvidenceKind
+from citypatrol.pipeline.config.models import Category
+from citypatrol.pipeline.store.records import CaseRecord, EvidenceKind
 from citypatrol.pipeline.types import CaseStatus
 
 log = logging.getLogger(__name__)
@@ -569,8 +569,8 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
 
 def export_from_store(db_url: str, evidence_dir: Path, out: Path, **kw) -> ExportResult:
     """Open the store at `db_url`, read every case, export (see `export_dataset`)."""
-    from citypatrol.pipeline.store import open_store
-    from citypatrol.pipeline.store_engine import redact
+    from citypatrol.pipeline.store.case_store import open_store
+    from citypatrol.pipeline.store.engine import redact
 
     with open_store(db_url) as store:
         until = kw.get("until")
@@ -603,7 +603,7 @@ def reviewed_boxes(engine) -> dict[str, tuple[float, float, float, float]]:  # n
     the case opened with (the export's picture); a box drawn on a reopening's frame is not used."""
     from sqlalchemy import select
 
-    from citypatrol.pipeline.store_review_schema import AuditRow
+    from citypatrol.pipeline.store.review_schema import AuditRow
 
     out: dict[str, tuple[float, float, float, float]] = {}
     with engine.connect() as conn:

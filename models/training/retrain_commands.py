@@ -53,8 +53,8 @@ def export_cmd(
     detector = None
     if pseudo_labels:
         from citypatrol.models.promotion import load_promoted
-        from citypatrol.pipeline.config import Config
-        from citypatrol.pipeline.configfile import load_config
+        from citypatrol.pipeline.config.models import Config
+        from citypatrol.pipeline.config.loading import load_config
 
         detector = load_promoted((load_config(config) if config else Config()).models)
     res = export_from_store(db, evidence, out, since=_when(since, "--since"), until=_when(until, "--until"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from citypatrol.pipeline.config import Rules
+from citypatrol.pipeline.config.models import Rules
 from citypatrol.pipeline.rules.base import DEFAULT_REFRESH_S, BaseRule, Refresher, Rule, RuleContext
 from citypatrol.pipeline.rules.billboard import BillboardRule
 from citypatrol.pipeline.rules.garbage import GarbageRule

@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from citypatrol.models.detections import Detections
-from citypatrol.pipeline.config import Camera, Category, Rules, Zone, ZoneKind
+from citypatrol.pipeline.config.models import Camera, Category, Rules, Zone, ZoneKind
 from citypatrol.pipeline.types import Box, Event, Track
 from citypatrol.pipeline.zones import is_active, seconds_active, zones_of_kind
 

@@ -10,7 +10,7 @@ signs the register does not cover. The scene-change cue against the reference im
 
 from __future__ import annotations
 
-from citypatrol.pipeline.config import Category, Zone, ZoneKind
+from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
 from citypatrol.pipeline.types import Event
 from citypatrol.pipeline.zones import Anchor, box_in_zone

@@ -16,7 +16,7 @@ Without `bin_area` zones the whole frame counts and events carry no zone.
 
 from __future__ import annotations
 
-from citypatrol.pipeline.config import Category, Zone, ZoneKind
+from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import (
     EPS,
     BaseRule,

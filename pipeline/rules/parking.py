@@ -10,7 +10,7 @@ in configuration order.
 
 from __future__ import annotations
 
-from citypatrol.pipeline.config import Category, ZoneKind
+from citypatrol.pipeline.config.models import Category, ZoneKind
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
 from citypatrol.pipeline.types import Event
 from citypatrol.pipeline.zones import box_in_zone

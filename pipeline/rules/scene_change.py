@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from citypatrol.pipeline.config import Category, Zone, ZoneKind
+from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
 from citypatrol.pipeline.types import Box, Event
 from citypatrol.pipeline.zones import zone_geometry

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from citypatrol.pipeline.config import Category, ZoneKind
+from citypatrol.pipeline.config.models import Category, ZoneKind
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, union_box, zone_label
 from citypatrol.pipeline.types import Event, Track
 from citypatrol.pipeline.zones import Anchor, anchor_point, box_in_zone

@@ -12,7 +12,7 @@ import cv2
 import pytest
 
 from citypatrol.models.detector import load_detectors
-from citypatrol.pipeline.config import Config
+from citypatrol.pipeline.config.models import Config
 
 from footage import PARKING, frame_at
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from citypatrol.pipeline.config import Camera, Config, LiveConfig, StorageConfig, Zone, ZoneKind
+from citypatrol.pipeline.config.models import Camera, Config, LiveConfig, StorageConfig, Zone, ZoneKind
 
 from footage import PARKED_BAYS
 

@@ -2,9 +2,9 @@
 every file-serving route, session fixation. Every answer is a 4xx (never a 5xx), the server keeps
 serving, nothing outside the evidence and static folders is ever sent.
 
-(Route × role table, CSRF, session cookie attributes, expiry, rate limits: tests/test_api_auth.py;
-evidence by id with hash and symlink checks: tests/test_api.py; schemathesis over the OpenAPI
-document: tests/test_api_schema.py.)
+(Route × role table, CSRF, session cookie attributes, expiry, rate limits: tests/api/test_api_auth.py;
+evidence by id with hash and symlink checks: tests/api/test_api.py; schemathesis over the OpenAPI
+document: tests/api/test_api_schema.py.)
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ bytes, the other with an RTSP-looking status line followed by random bytes. Each
 gets a clear error (no traceback, no password), goes offline and keeps retrying with backoff; the
 good camera (a real RTSP server looping real footage) is analysed all along, and the run stops
 cleanly. (A camera that stalls, an RTSP server killed and restarted and a dead URL are covered by
-tests/test_streams_rtsp.py and tests/test_live.py; see tests/faults/README.md.)
+tests/streams/test_streams_rtsp.py and tests/pipeline/live/test_live.py; see tests/faults/README.md.)
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from citypatrol.pipeline.config import Camera
-from citypatrol.pipeline.live import run_live
+from citypatrol.pipeline.config.models import Camera
+from citypatrol.pipeline.live.runner import run_live
 
 from fault_support import live_config, parked_camera
 from fixtures_streams import rtsp_server_factory  # noqa: F401

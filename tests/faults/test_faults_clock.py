@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pytest
 
-import citypatrol.pipeline.health_live as health_live
-import citypatrol.pipeline.live as live_mod
-import citypatrol.pipeline.live_feeds as live_feeds
-import citypatrol.pipeline.live_status as live_status
-from citypatrol.pipeline.live import run_live
-from citypatrol.pipeline.store import open_store
+import citypatrol.pipeline.health.live as health_live
+import citypatrol.pipeline.live.runner as live_mod
+import citypatrol.pipeline.live.feeds as live_feeds
+import citypatrol.pipeline.live.status as live_status
+from citypatrol.pipeline.live.runner import run_live
+from citypatrol.pipeline.store.case_store import open_store
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.open import open_source
 from citypatrol.streams.source import Source, SourceStats

@@ -1,6 +1,6 @@
 """Hostile and malformed configuration files: each a clear `ConfigError` (file, line, key path),
 quickly, never a hang, a crash or a traceback; secrets only from the environment or the secrets
-file, and never echoed. (Unknown keys, bad values and key paths in general: tests/test_config.py.)
+file, and never echoed. (Unknown keys, bad values and key paths in general: tests/pipeline/config/test_config.py.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from citypatrol.pipeline.configfile import MAX_CONFIG_BYTES, ConfigError, load_config, parse_config
+from citypatrol.pipeline.config.loading import MAX_CONFIG_BYTES, ConfigError, load_config, parse_config
 
 SECRET = "Sekr1t-Value-77"
 
@@ -86,7 +86,7 @@ def test_config_check_reports_a_hostile_file_without_a_traceback(tmp_path):
     bad.write_text(BILLION_LAUGHS)
     deep = tmp_path / "deep.yaml"
     deep.write_text("site: " + "{a: " * 100 + "1" + "}" * 100 + "\n")
-    done = subprocess.run([sys.executable, "-m", "citypatrol.pipeline.cli", "config", "check", str(bad), str(deep)],
+    done = subprocess.run([sys.executable, "-m", "citypatrol.pipeline.cli.main", "config", "check", str(bad), str(deep)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "laughs.yaml" in done.stderr and "expands to more than" in done.stderr

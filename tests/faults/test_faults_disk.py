@@ -21,10 +21,10 @@ import pytest
 
 from citypatrol.models.detections import Detections
 from citypatrol.pipeline.analyzer import FrameResult
-from citypatrol.pipeline.casebuilder import CaseBuilder
-from citypatrol.pipeline.config import Camera, Category, Config
-from citypatrol.pipeline.recorder import CaseRecorder, ClipSource
-from citypatrol.pipeline.store import open_store
+from citypatrol.pipeline.cases.builder import CaseBuilder
+from citypatrol.pipeline.config.models import Camera, Category, Config
+from citypatrol.pipeline.sinks.recorder import CaseRecorder, ClipSource
+from citypatrol.pipeline.store.case_store import open_store
 from citypatrol.pipeline.types import Event
 from citypatrol.streams.frame import Frame
 

@@ -1,8 +1,8 @@
 """A corrupt model file at start-up: `citypatrol analyze` and `citypatrol run` stop before touching
 any footage or camera, with exit status 2 and one message naming the file; no traceback.
 
-(Loading each backend's corrupt file raises `DetectorError` naming it: tests/test_models_detector.py;
-a mirror copy whose sha256 does not match is refused: tests/test_models_assets.py.)
+(Loading each backend's corrupt file raises `DetectorError` naming it: tests/models/test_models_detector.py;
+a mirror copy whose sha256 does not match is refused: tests/models/test_models_assets.py.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "citypatrol.pipeline.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "citypatrol.pipeline.cli.main", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -24,11 +24,11 @@ from sqlalchemy import func, select
 
 from citypatrol.models.detections import Detections
 from citypatrol.pipeline.analyzer import FrameResult
-from citypatrol.pipeline.casebuilder import CaseBuilder
-from citypatrol.pipeline.config import Camera, Category, Config
-from citypatrol.pipeline.recorder import CaseRecorder
-from citypatrol.pipeline.store import open_store
-from citypatrol.pipeline.store_schema import CaseRow
+from citypatrol.pipeline.cases.builder import CaseBuilder
+from citypatrol.pipeline.config.models import Camera, Category, Config
+from citypatrol.pipeline.sinks.recorder import CaseRecorder
+from citypatrol.pipeline.store.case_store import open_store
+from citypatrol.pipeline.store.schema import CaseRow
 from citypatrol.pipeline.types import Event
 from citypatrol.streams.frame import Frame
 from tests.fixtures_db import pg_schema, schema_url

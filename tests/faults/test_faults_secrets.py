@@ -29,13 +29,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from citypatrol.api.app import create_app
-from citypatrol.pipeline.batch import run_batch
-from citypatrol.pipeline.configfile import parse_config
-from citypatrol.pipeline.dispatch import Dispatcher, make_adapter
-from citypatrol.pipeline.dispatch_sim import DispatchSimulator
-from citypatrol.pipeline.live import run_live
-from citypatrol.pipeline.store import open_store
-from citypatrol.pipeline.store_users import Role, UserStore
+from citypatrol.pipeline.batch.runner import run_batch
+from citypatrol.pipeline.config.loading import parse_config
+from citypatrol.pipeline.dispatch.dispatcher import Dispatcher, make_adapter
+from citypatrol.pipeline.dispatch.simulator import DispatchSimulator
+from citypatrol.pipeline.live.runner import run_live
+from citypatrol.pipeline.store.case_store import open_store
+from citypatrol.pipeline.store.users import Role, UserStore
 
 from fixtures_streams import rtsp_server_factory  # noqa: F401
 from footage import PARKED_BAYS

@@ -1,0 +1,3 @@
+"""citypatrol.pipeline.cli: the `citypatrol` command line. Each command is thin: it parses options
+and calls one module of another room. Nothing imports cli/.
+"""

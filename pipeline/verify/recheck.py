@@ -1,0 +1,185 @@
+"""核查结案: re-check a handled case on its camera, then close it or reopen it.
+
+When the dispatch system reports a case handled, the verifier moves it handled → verifying, takes
+frames from the camera's source (the live stream, or for tests and archives a recorded file or a
+folder of stills) every `verify.cadence_s`, runs the detector and the case's rule at the case's
+place (`verify_judge.cues`) and lets `verify_judge.Judge` decide:
+
+- gone for `verify.confirm_s` → closed, with an after-image (the last frame, the case's box drawn)
+  stored beside a before-image (a copy of the case's original evidence frame), and a
+  `case.verified` message to the dispatch system carrying both;
+- still there for `verify.confirm_s` → reopened, with fresh evidence (the current frame) and a
+  `case.reopen` message, in the same transaction; the dispatcher re-dispatches it;
+- neither (footage ended, or `verify.max_watch_s` passed) → it stays verifying, tried again later.
+
+With verification off, or no camera source for the case, a handled case is closed without a check
+(the state machine allows it) and the audit row says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from citypatrol.annotate.evidence import render_annotated, write_image
+from citypatrol.models.detector import MultiDetector
+from citypatrol.pipeline.dispatch import message as dm
+from citypatrol.pipeline.config.models import Camera, Config
+from citypatrol.pipeline.store.case_store import Store
+from citypatrol.pipeline.store.records import CaseRecord, EvidenceKind, OutboxMessage
+from citypatrol.pipeline.types import Box, Case, CaseStatus
+from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, cues
+from citypatrol.streams.open import open_source
+from citypatrol.streams.source import SourceError
+
+log = logging.getLogger("citypatrol.verify")
+
+ACTOR = "verifier"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    case_id: str
+    verdict: Verdict | None  # None: closed without a check
+    status: CaseStatus  # the case's status afterwards
+    frames: int = 0
+    watched_s: float = 0.0
+    evidence: tuple[str, ...] = ()
+    reason: str = ""
+
+
+class Verifier:
+    """Re-checks handled cases. `sources(camera_id)` may override where a camera's frames come from."""
+
+    def __init__(self, store: Store, config: Config, detector: MultiDetector, evidence_dir: Path, *,
+                 sources: Callable[[str], str | None] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.config = config
+        self.detector = detector
+        self.evidence_dir = Path(evidence_dir)
+        self.sources = sources
+        self.clock = clock
+        self.tz = ZoneInfo(config.site.timezone)
+        self.cameras = {c.id: c for c in config.cameras}
+
+    def run_pending(self, *, limit: int = 20, retry_verifying: bool = True) -> list[VerifyResult]:
+        """Verify the cases reported handled (and, by default, those left verifying before)."""
+        statuses = [str(CaseStatus.handled)] + ([str(CaseStatus.verifying)] if retry_verifying else [])
+        results = []
+        for record in self.store.list_cases(status=statuses, limit=limit):
+            try:
+                results.append(self.verify_case(record.case_id))
+            except (SourceError, OSError) as exc:  # one camera failing does not stop the others
+                log.error("case %s: verification could not read the camera: %s", record.case_id, exc)
+        return results
+
+    def verify_case(self, case_id: str, *, source: str | None = None) -> VerifyResult:
+        record = self.store.get_case(case_id)
+        case = record.case
+        if case.status not in (CaseStatus.handled, CaseStatus.verifying):
+            raise ValueError(f"case {case_id} is {case.status.value}; only handled cases are verified")
+        source = source or self._source(case.camera_id)
+        now = self.clock()
+        if not self.config.verify.enabled or not source:
+            why = "verification is off" if not self.config.verify.enabled else f"no camera source for {case.camera_id}"
+            if case.status is CaseStatus.handled:
+                self.store.set_status(case_id, CaseStatus.closed, at=now, actor=ACTOR, reason=f"closed without a camera check: {why}")
+                return VerifyResult(case_id, None, CaseStatus.closed, reason=why)
+            return VerifyResult(case_id, None, case.status, reason=why)
+        if case.status is CaseStatus.handled:
+            self.store.set_status(case_id, CaseStatus.verifying, at=now, actor=ACTOR, reason=f"re-checking on camera {case.camera_id}")
+        rounds = 1 + sum(1 for t in record.case.history if t.to_status is CaseStatus.verifying)
+        return self._watch(record, source, rounds)
+
+    def _source(self, camera_id: str) -> str | None:
+        if self.sources is not None:
+            found = self.sources(camera_id)
+            if found:
+                return found
+        cam = self.cameras.get(camera_id)
+        return cam.source if cam is not None and cam.enabled else None
+
+    def _watch(self, record: CaseRecord, source: str, rounds: int) -> VerifyResult:
+        case = record.case
+        v = self.config.verify
+        cam = self.cameras.get(case.camera_id) or Camera(id=case.camera_id, source=source)
+        rules = self.config.rules_for(cam)
+        judge = Judge(v)
+        verdict: Verdict | None = None
+        last_image: np.ndarray | None = None
+        last_cues: list[Cue] = []
+        pts = 0.0
+        src = open_source(case.camera_id, source, v.cadence_s)
+        try:
+            for frame in src.frames():
+                dets = self.detector.detect([frame.image])[0]
+                found = cues(case.category, rules, dets, case.box, v.match_iou)
+                pts, last_image = frame.pts, frame.image
+                if found:
+                    last_cues = found
+                verdict = judge.add(frame.pts, bool(found))
+                if verdict is not None:
+                    break
+        finally:
+            src.close()
+        verdict = verdict or judge.finish()
+        watched = judge.watched_s(pts)
+        seen = f"{judge.present_frames}/{judge.frames} frames over {watched:.0f} s"
+        if verdict is Verdict.inconclusive or last_image is None:
+            reason = f"no verdict yet ({seen}); stays verifying"
+            log.info("case %s: %s", case.case_id, reason)
+            return VerifyResult(case.case_id, Verdict.inconclusive, CaseStatus.verifying, judge.frames, watched, reason=reason)
+        folder = f"{case.case_id}/verify-{rounds}"
+        now = self.clock()
+        if verdict is Verdict.gone:
+            files = [*self._before(record, folder), self._image(last_image, case, folder, "after.jpg", EvidenceKind.after, now)]
+            reason = f"核查通过: cause gone for {v.confirm_s:.0f} s on camera ({seen})"
+            message = OutboxMessage(dm.VERIFIED, {"note": reason, "evidence": files}, dm.idempotency_key(case.case_id, dm.VERIFIED, rounds))
+            self.store.set_status(case.case_id, CaseStatus.closed, at=now, actor=ACTOR, reason=reason, outbox=message)
+            status = CaseStatus.closed
+        else:
+            box = last_cues[0].box if last_cues else case.box
+            files = [self._image(last_image, case, folder, "still_there.jpg", EvidenceKind.after, now, box=box)]
+            reason = f"核查未通过: still there after handling, seen for {v.confirm_s:.0f} s ({seen})"
+            paths = files + [e.path for e in record.evidence if e.kind is EvidenceKind.frame][:1]
+            message = OutboxMessage(dm.REOPEN, {"note": reason, "evidence": paths}, dm.idempotency_key(case.case_id, dm.REOPEN, rounds))
+            self.store.set_status(case.case_id, CaseStatus.reopened, at=now, actor=ACTOR, reason=reason, outbox=message)
+            status = CaseStatus.reopened
+        log.info("case %s: %s → %s", case.case_id, reason, status.value)
+        return VerifyResult(case.case_id, verdict, status, judge.frames, watched, tuple(files), reason)
+
+    def _before(self, record: CaseRecord, folder: str) -> list[str]:
+        """A copy of the case's original frame as the before-image (none when it has no frame)."""
+        frames = [e for e in record.evidence if e.kind is EvidenceKind.frame]
+        if not frames:
+            return []
+        src = self.evidence_dir / frames[0].path
+        rel = f"{folder}/before{src.suffix or '.jpg'}"
+        dst = self.evidence_dir / rel
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        except OSError as exc:
+            log.warning("case %s: before-image not copied: %s", record.case_id, exc)
+            return []
+        self.store.add_evidence(record.case_id, EvidenceKind.before, rel, frames[0].sha256, frames[0].size)
+        return [rel]
+
+    def _image(self, image: np.ndarray, case: Case, folder: str, name: str, kind: EvidenceKind, at: datetime, *,
+               box: Box | None = None) -> str:
+        cam = self.cameras.get(case.camera_id)
+        annotated = render_annotated(image, box or case.box, case.category, case.score,
+                                     camera_name=(cam.name or cam.id) if cam else case.camera_id,
+                                     local_time=at.astimezone(self.tz), detail=f"核查 {name.removesuffix('.jpg')}")
+        rel = f"{folder}/{name}"
+        f = write_image(annotated, self.evidence_dir / rel, kind.value)
+        self.store.add_evidence(case.case_id, kind, rel, f.sha256, f.bytes)
+        return rel

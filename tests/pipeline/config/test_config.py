@@ -1,0 +1,144 @@
+"""Config loading: every error names the file, line and key path; secrets come from the environment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from citypatrol.pipeline.config.models import Category, Config
+from citypatrol.pipeline.config.loading import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[3]
+
+BAD = """\
+cameras:
+  - id: gate
+    source: a.mp4
+  - id: gate
+    source: b.mp4
+  - id: east
+    source: c.mp4
+    cadense_s: 3
+    zones:
+      - id: z1
+        kind: no_parking
+        polygon: [[0, 0], [1.5, 0], [1, 1]]
+        hours: ["25:00-01:00"]
+      - id: z2
+        kind: no_swimming
+        polygon: [[0, 0], [1, 0]]
+models:
+  detectors:
+    - name: coco
+      weights: w
+      imgsz: 100
+"""
+
+
+def test_every_error_has_a_key_path_and_line():
+    with pytest.raises(ConfigError) as exc:
+        parse_config(BAD, "city.yaml")
+    issues = {i.path: i for i in exc.value.issues}
+    assert "cameras[2].cadense_s" in issues and "unknown key" in issues["cameras[2].cadense_s"].message
+    assert issues["cameras[2].cadense_s"].line == 8
+    assert "outside 0..1" in issues["cameras[2].zones[0].polygon"].message
+    assert "HH:MM-HH:MM" in issues["cameras[2].zones[0].hours"].message
+    assert "cameras[2].zones[1].kind" in issues
+    assert "cameras[2].zones[1].polygon" in issues  # two points are not a polygon
+    assert "multiple of 32" in issues["models.detectors[0].imgsz"].message
+    text = str(exc.value)
+    assert text.startswith("city.yaml:") and "city.yaml:8: cameras[2].cadense_s" in text
+
+
+def test_duplicate_camera_ids_rejected():
+    with pytest.raises(ConfigError, match="camera id 'gate' appears twice"):
+        parse_config("cameras: [{id: gate, source: a.mp4}, {id: gate, source: b.mp4}]")
+
+
+def test_bad_yaml_and_wrong_top_level():
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("cameras: [\n  - id: a\n", "x.yaml")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_config("- 1\n- 2\n")
+
+
+def test_env_secret_interpolation(monkeypatch, tmp_path):
+    monkeypatch.setenv("CAM_PW", "s3cret")
+    cfg = parse_config("cameras:\n  - id: a\n    source: rtsp://admin:${CAM_PW}@10.0.0.5/live\n")
+    assert cfg.cameras[0].source == "rtsp://admin:s3cret@10.0.0.5/live"
+    monkeypatch.delenv("CAM_PW")
+    with pytest.raises(ConfigError) as exc:
+        parse_config("cameras:\n  - id: a\n    source: rtsp://admin:${CAM_PW}@h/live\n")
+    assert exc.value.issues[0].path == "cameras[0].source" and "CAM_PW" in exc.value.issues[0].message
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("CAM_PW=fromfile\n")
+    monkeypatch.setenv("CITYPATROL_SECRETS_FILE", str(secrets))
+    assert "fromfile" in parse_config("cameras:\n  - id: a\n    source: rtsp://u:${CAM_PW}@h/\n").cameras[0].source
+
+
+def test_per_camera_rule_overrides_merge_and_validate():
+    cfg = parse_config("cameras:\n  - id: a\n    source: a.mp4\n    rules: {illegal_parking: {dwell_s: 20}}\n")
+    merged = cfg.rules_for(cfg.cameras[0])
+    assert merged.illegal_parking.dwell_s == 20
+    assert merged.illegal_parking.min_score == cfg.rules.illegal_parking.min_score
+    with pytest.raises(ConfigError, match="rules.illegal_parking"):
+        parse_config("cameras:\n  - id: a\n    source: a.mp4\n    rules: {illegal_parking: {dwell_s: -5}}\n")
+
+
+def test_defaults_have_a_code_for_every_category():
+    cfg = Config()
+    assert set(cfg.codes) == set(Category)
+    assert cfg.codes[Category.illegal_parking].code == "0505"
+
+
+def test_relative_sources_resolve_against_the_config_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("cameras:\n  - id: a\n    source: clips/a.mp4\n  - id: b\n    source: rtsp://h/x\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.cameras[0].source == str(tmp_path / "clips" / "a.mp4")
+    assert cfg.cameras[1].source == "rtsp://h/x"
+
+
+def test_example_config_is_valid_and_schema_is_current(monkeypatch):
+    monkeypatch.setenv("CAM_EAST_PASSWORD", "x")
+    monkeypatch.setenv("DISPATCH_SECRET", "y")
+    load_config(REPO / "configs" / "example.yaml")
+    schema = json.loads((REPO / "configs" / "config.schema.json").read_text())
+    assert schema == json.loads(json.dumps(Config.model_json_schema())), "run `citypatrol config schema` to refresh"
+
+
+def test_config_check_cli_exit_codes(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("cameras: []\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    exe = [sys.executable, "-m", "citypatrol.pipeline.cli.main", "config", "check"]
+    ok = subprocess.run(exe + [str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    fail = subprocess.run(exe + [str(good), str(bad)], capture_output=True, text=True)
+    assert fail.returncode == 1
+    assert "cameras[2].cadense_s" in fail.stderr and "bad.yaml:8" in fail.stderr
+
+
+def test_a_review_verifier_is_relative_to_the_config_and_a_bad_one_stops_the_run(tmp_path):
+    folder = tmp_path / "city"
+    folder.mkdir()
+    cfg_file = folder / "city.yaml"
+    cfg_file.write_text(
+        "dispatch: {enabled: true, adapter: file, file_dir: outbox}\n"
+        "review:\n  default: {min_check_score: 0.6}\n  verifier: models/verifier.npz\n"
+    )
+    assert load_config(cfg_file).review.verifier == (folder / "models" / "verifier.npz").resolve()
+
+    exe = [sys.executable, "-m", "citypatrol.pipeline.cli.main", "analyze", "--config", str(cfg_file), "--out", str(tmp_path / "out"),
+           str(REPO / "tests" / "test_config.py")]  # fmt: skip
+    missing = subprocess.run(exe, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2
+    assert "second-stage verifier" in missing.stderr and "no such file" in missing.stderr and "verifier.npz" in missing.stderr
+    (folder / "models").mkdir()
+    (folder / "models" / "verifier.npz").write_bytes(b"PK\x03\x04 not really a verifier")
+    damaged = subprocess.run(exe, capture_output=True, text=True, timeout=300)
+    assert damaged.returncode == 2 and "is not a citypatrol verifier" in damaged.stderr, damaged.stderr
