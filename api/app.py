@@ -27,6 +27,7 @@ from citypatrol.api import (
     routes_cameras,
     routes_cases,
     routes_deadletters,
+    routes_dispatch,
     routes_decisions,
     routes_events,
     routes_models,
@@ -35,12 +36,6 @@ from citypatrol.api import (
     routes_users,
     routes_zones,
 )
-try:
-    from citypatrol.api import routes_dispatch
-except ModuleNotFoundError as exc:  # a build without the dispatcher
-    if exc.name != "citypatrol.api.routes_dispatch":
-        raise
-    routes_dispatch = None  # type: ignore[assignment]
 from citypatrol.api.auth import ANYONE, AuthMiddleware, Principal
 from citypatrol.api.ratelimit import LoginLimiter
 from citypatrol.api.state import AppState, HealthProvider
@@ -79,8 +74,7 @@ def create_app(config: Config, store: Store, evidence_dir: Path, *, health: Heal
         evidence_dir=Path(evidence_dir), health=health, live_poll_s=config.api.live_poll_s, stream_max_s=stream_max_s,
         limiter=limiter or LoginLimiter(config.api.login_max_failures, config.api.login_window_s),
     )
-    if routes_dispatch is not None:  # the dispatch system's signed status callbacks
-        app.include_router(routes_dispatch.router, prefix=API)
+    app.include_router(routes_dispatch.router, prefix=API)  # the dispatch system's signed status callbacks
     for module in (routes_auth, routes_events, routes_cases, routes_decisions, routes_cameras, routes_zones, routes_stats,
                    routes_models, routes_deadletters, routes_users):
         app.include_router(module.router, prefix=API)

@@ -163,7 +163,7 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 1e-
 
 
 @dataclass
-class Verifier:
+class CropVerifier:
     """A trained second-stage check. `score(category, crops)` → check scores in 0..1 (or None)."""
 
     labels: list[str]
@@ -221,7 +221,7 @@ class Verifier:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> Verifier:
+    def load(cls, path: Path) -> CropVerifier:
         with np.load(Path(path), allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             return cls(list(meta["labels"]), meta["features"], z["mu"], z["sd"], z["w"], z["b"], meta)
@@ -238,7 +238,7 @@ def _sha256(path: Path) -> str:
 
 
 def train_verifier(crops: Sequence[np.ndarray], labels: Sequence[str], *, feature_kind: str = "hog-colour+backbone",
-                   l2: float = 1e-2, iters: int = 500, meta: dict | None = None) -> Verifier:
+                   l2: float = 1e-2, iters: int = 500, meta: dict | None = None) -> CropVerifier:
     """Fit on crops with their labels (categories and NOT_A_PROBLEM names)."""
     unknown = sorted({lab for lab in labels if label_category(lab) is None})
     if unknown:
@@ -253,7 +253,7 @@ def train_verifier(crops: Sequence[np.ndarray], labels: Sequence[str], *, featur
             "train_counts": dict(Counter(labels)), **(meta or {})}
     if feature_kind == "hog-colour+backbone":
         info.update(backbone=BACKBONE, backbone_sha256=_sha256(backbone_path()), backbone_imgsz=BACKBONE_IMGSZ)
-    return Verifier(names, feature_kind, mu, sd, w, b, info)
+    return CropVerifier(names, feature_kind, mu, sd, w, b, info)
 
 
 # -- measuring it ---------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(v, 4)
 
 
-def measure(verifier: Verifier, crops: Sequence[np.ndarray], labels: Sequence[str], thresholds: Sequence[float] = (0.5,),
+def measure(verifier: CropVerifier, crops: Sequence[np.ndarray], labels: Sequence[str], thresholds: Sequence[float] = (0.5,),
             *, max_loss: float | None = 0.05, x: np.ndarray | None = None) -> list[CheckResult]:
     """Per category and threshold: false cases removed and true cases lost on held-out labelled crops.
 

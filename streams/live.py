@@ -24,7 +24,7 @@ import av
 import av.error
 
 from citypatrol.streams.access_units import whole_pictures
-from citypatrol.streams.backoff import backoff_delay
+from citypatrol.streams.backoff import Backoff
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.live_clock import LiveClock
 from citypatrol.streams.sampling import CadenceGate, SamplingMode, choose_sampling, fit_size
@@ -215,7 +215,7 @@ class LiveSource(Source):
             log.error("camera %s: %s: giving up: %s", self.camera_id, self.redacted, self.stats.last_error)
             return True
         self._set(state=SourceState.offline)
-        delay = backoff_delay(max(failures - 1, 0), initial_s=opt.backoff_initial_s, cap_s=opt.backoff_max_s)
+        delay = Backoff(opt.backoff_initial_s, opt.backoff_max_s).delay(failures)
         log.info("camera %s: %s: offline, reconnecting in %.1f s", self.camera_id, self.redacted, delay)
         self._stop.wait(delay)
         return self._stop.is_set()

@@ -32,7 +32,7 @@ class UnreadableFile(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Sample:
+class SampledPicture:
     """One sampled picture of a file, at `pts` seconds from the file's start."""
 
     pts: float
@@ -140,7 +140,7 @@ class VideoFile:
         max_side: int | None = None,
         count: Callable[..., None],
         error: Callable[[str], object],
-    ) -> Iterator[Sample]:
+    ) -> Iterator[SampledPicture]:
         """Frames the gate lets through; `gate` sees `offset + pts`, the sample carries the file's pts.
 
         `start_s` > 0: begin there (the gate on the grid a whole-file pass would have), seeking to
@@ -177,7 +177,7 @@ class VideoFile:
                         continue
                     w, h = fit_size(frame.width, frame.height, max_side)
                     image = frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
-                    yield Sample(pts=pts, image=image, keyframe=bool(frame.key_frame))
+                    yield SampledPicture(pts=pts, image=image, keyframe=bool(frame.key_frame))
             if scan_error is not None:
                 raise scan_error
         except (av.error.FFmpegError, OSError) as exc:

@@ -41,7 +41,7 @@ DUP_HAMMING = 10  # dHash bits, same source only; measured: re-shot/sheared copi
 
 
 @dataclass(frozen=True)
-class Source:
+class DatasetSource:
     """One labelled dataset in the mirror and how its labels map onto canonical classes."""
 
     name: str
@@ -53,8 +53,8 @@ class Source:
     origin: str = ""
 
 
-SOURCES: tuple[Source, ...] = (
-    Source(
+SOURCES: tuple[DatasetSource, ...] = (
+    DatasetSource(
         name="garbage_cn",
         folder="datasets/garbage_bin_overflow_cn",
         image_dirs=(("train/images", "train/labels"), ("valid/images", "valid/labels")),
@@ -63,7 +63,7 @@ SOURCES: tuple[Source, ...] = (
         licence="CC BY 4.0",
         origin="ATANU0023/garbage_detection_dataset @1e9fc550 (Roboflow '公开数据集111' v2)",
     ),
-    Source(
+    DatasetSource(
         name="facade_spb",
         folder="datasets/facade_advertising_spb",
         image_dirs=(("images/train", "labels/train"), ("images/test", "labels/test")),
@@ -128,7 +128,7 @@ def dhash(path: Path, size: int = 8) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
-def _read_labels(label: Path | None, src: Source) -> list[tuple[int, float, float, float, float]]:
+def _read_labels(label: Path | None, src: DatasetSource) -> list[tuple[int, float, float, float, float]]:
     if label is None or not label.exists():
         return []
     out = []
@@ -146,7 +146,7 @@ def _read_labels(label: Path | None, src: Source) -> list[tuple[int, float, floa
     return out
 
 
-def collect(mirror: Path, sources: tuple[Source, ...] = SOURCES) -> list[Item]:
+def collect(mirror: Path, sources: tuple[DatasetSource, ...] = SOURCES) -> list[Item]:
     items: list[Item] = []
     for src in sources:
         root = mirror / src.folder

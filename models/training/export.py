@@ -87,7 +87,7 @@ DETECTOR_CLASSES = frozenset(COCO.values()) | frozenset(CITY_CLASSES) | {"stall"
 
 
 @dataclass(frozen=True)
-class Decision:
+class ReviewerDecision:
     case_id: str
     action: str  # confirm | reject
     reason_kind: str  # confirm | not_problem | compliant | unclear | wrong_place | duplicate | other
@@ -115,15 +115,15 @@ def reason_kind(reason: str, category: Category) -> str:
     return "other"
 
 
-def reviewer_decision(record: CaseRecord) -> Decision | None:
+def reviewer_decision(record: CaseRecord) -> ReviewerDecision | None:
     """The last confirm/reject by a person: a transition to approved/rejected by `user:*`."""
     for t in reversed(record.case.history):
         if not t.actor.startswith("user:"):
             continue
         if t.to_status is CaseStatus.approved:
-            return Decision(record.case_id, "confirm", "confirm", t.actor, t.at, t.reason)
+            return ReviewerDecision(record.case_id, "confirm", "confirm", t.actor, t.at, t.reason)
         if t.to_status is CaseStatus.rejected:
-            return Decision(record.case_id, "reject", reason_kind(t.reason, record.case.category), t.actor, t.at, t.reason)
+            return ReviewerDecision(record.case_id, "reject", reason_kind(t.reason, record.case.category), t.actor, t.at, t.reason)
     return None
 
 
@@ -185,11 +185,11 @@ def frame_from_clip(clip: Path, crop: np.ndarray, box: tuple[float, float, float
 
 
 @dataclass
-class Sample:
+class DecidedCase:
     """One decided case with its clean image."""
 
     record: CaseRecord
-    decision: Decision
+    decision: ReviewerDecision
     cls: str
     image: np.ndarray  # clean frame, or the clean crop
     box: tuple[float, float, float, float]  # normalised in `image`
@@ -212,9 +212,9 @@ def _evidence(record: CaseRecord, kind: EvidenceKind) -> list:
     return [e for e in record.evidence if e.kind is kind]
 
 
-def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, problems: Counter,
+def load_sample(record: CaseRecord, decision: ReviewerDecision, evidence_dir: Path, problems: Counter,
                 opening_box: tuple[float, float, float, float] | None = None,
-                reviewed_box: tuple[float, float, float, float] | None = None) -> Sample | None:
+                reviewed_box: tuple[float, float, float, float] | None = None) -> DecidedCase | None:
     """The clean images of one case from its evidence (sha256-checked); None (with the reason counted) if unusable.
 
     The label box is the one a reviewer drew on the evidence frame, else the box the case opened
@@ -259,7 +259,7 @@ def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, prob
         found = frame_from_clip(clip_path, crop, box, size)
         if found is not None:
             used.pop(frames[0].path, None) if frames else None
-            return Sample(record, decision, cls, found[0], label, crop, "clip", used, round(found[1], 2), reviewed_box is not None)
+            return DecidedCase(record, decision, cls, found[0], label, crop, "clip", used, round(found[1], 2), reviewed_box is not None)
         used.pop(clips[0].path, None)
     if size is None:
         problems["no clean frame and no frame size for the crop"] += 1
@@ -269,7 +269,7 @@ def load_sample(record: CaseRecord, decision: Decision, evidence_dir: Path, prob
     ch, cw = crop.shape[:2]
     bx = ((label[0] * w - x1) / cw, (label[1] * h - y1) / ch, (label[2] * w - x1) / cw, (label[3] * h - y1) / ch)
     bx = tuple(min(max(v, 0.0), 1.0) for v in bx)  # a reviewer's box reaching past the crop is cut at its edge
-    return Sample(record, decision, cls, crop, bx, crop, "crop", used, box_by_reviewer=reviewed_box is not None)  # type: ignore[arg-type]
+    return DecidedCase(record, decision, cls, crop, bx, crop, "crop", used, box_by_reviewer=reviewed_box is not None)  # type: ignore[arg-type]
 
 
 # -- grouping and split ---------------------------------------------------------------------------
@@ -406,7 +406,7 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
     evidence_dir, out = Path(evidence_dir), Path(out)
     problems: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
-    samples: list[Sample] = []
+    samples: list[DecidedCase] = []
     decisions = Counter()
     for r in sorted(records, key=lambda r: (r.case.opened_at, r.case_id)):
         d = reviewer_decision(r)

@@ -120,9 +120,9 @@ def verifier_measure(
 ) -> None:
     """False cases removed and true cases lost on held-out crops."""
     from citypatrol.models.training.verifier_data import export_crops, garbage_cn_crops
-    from citypatrol.models.verifier import Verifier, measure
+    from citypatrol.models.verifier import CropVerifier, measure
 
-    v = Verifier.load(model)
+    v = CropVerifier.load(model)
     crops, labels = [], []
     for e in export or []:
         c, lab, _ = export_crops(e, "val")

@@ -176,9 +176,11 @@ def run_batch(
     recorder.close()
     dlog.close()
 
-    records = store.list_cases(limit=100000)
+    # this run's cases only: the store may be shared with other runs and cameras
+    records = sorted((store.get_case(case_id) for case_id in recorder.case_ids),
+                     key=lambda r: (r.case.opened_at, r.case.case_id), reverse=True)
     for r in records:
-        outcomes[r.case.camera_id].cases += 1 if r.case.camera_id in outcomes else 0
+        outcomes[r.case.camera_id].cases += 1
     cases_json = out_dir / "cases.json"
     write_cases(records, cases_json, evidence_dir)
     report = write_report(config, cameras, records, outcomes.values(), out_dir, evidence_dir, detector)

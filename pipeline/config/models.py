@@ -119,7 +119,7 @@ class RuleSettings(Strict):
     classes: list[str] = Field(default_factory=list, description="Canonical classes this rule looks for (empty = rule default).")
 
 
-class ParkingRule(RuleSettings):
+class ParkingSettings(RuleSettings):
     dwell_s: float = Field(180, ge=0, le=86400, description="Seconds a vehicle must stand still in a no-parking zone.")
     classes: list[str] = Field(default_factory=lambda: ["car", "truck", "bus", "vehicle"])
     nonmotor_classes: list[str] = Field(
@@ -128,7 +128,7 @@ class ParkingRule(RuleSettings):
     )
 
 
-class VendingRule(RuleSettings):
+class VendingSettings(RuleSettings):
     dwell_s: float = Field(300, ge=0, le=86400)
     classes: list[str] = Field(default_factory=lambda: ["stall"], description="Classes that are a stall by themselves.")
     cue_classes: list[str] = Field(
@@ -140,7 +140,7 @@ class VendingRule(RuleSettings):
     cluster_radius: float = Field(0.12, gt=0, le=1, description="Cluster radius, as a fraction of the frame diagonal.")
 
 
-class GarbageRule(RuleSettings):
+class GarbageSettings(RuleSettings):
     dwell_s: float = Field(600, ge=0, le=86400)
     classes: list[str] = Field(default_factory=lambda: ["garbage_overflow"], description="Classes that are an overflowing bin.")
     pile_classes: list[str] = Field(default_factory=lambda: ["garbage_pile", "garbage"], description="Classes that are exposed garbage.")
@@ -148,7 +148,7 @@ class GarbageRule(RuleSettings):
     near_bin: float = Field(0.5, ge=0, le=5, description="Garbage within this many bin-widths of a bin counts as overflow of that bin.")
 
 
-class BillboardRule(RuleSettings):
+class BillboardSettings(RuleSettings):
     dwell_s: float = Field(900, ge=0, le=86400)
     classes: list[str] = Field(default_factory=lambda: ["billboard"])
     scene_change: bool = Field(True, description="Also report new persistent objects in ad_area zones against the reference image.")
@@ -156,10 +156,10 @@ class BillboardRule(RuleSettings):
 
 
 class Rules(Strict):
-    illegal_parking: ParkingRule = ParkingRule()
-    street_vending: VendingRule = VendingRule()
-    garbage: GarbageRule = GarbageRule()
-    billboard: BillboardRule = BillboardRule()
+    illegal_parking: ParkingSettings = ParkingSettings()
+    street_vending: VendingSettings = VendingSettings()
+    garbage: GarbageSettings = GarbageSettings()
+    billboard: BillboardSettings = BillboardSettings()
 
 
 class RuleOverrides(Strict):

@@ -10,7 +10,7 @@ id for a first submission). Then, per outcome:
   that carries the case (`case.submit`, `case.reopen`), the case moves to `dispatched` with its SLA
   clock started — in one transaction;
 - failed, retryable, attempts left: due again after exponential backoff with jitter
-  (`backoff_s`), kept in the database so a restart keeps the schedule;
+  (`streams.backoff.Backoff`, the one retry policy), kept in the database so a restart keeps the schedule;
 - failed for good (a 4xx that retrying cannot fix) or out of attempts (`dispatch.max_attempts`):
   dead-letter, and the case goes to `dead_letter` through the state machine; a person retries it
   with `retry_dead_letter` (API, or `citypatrol dispatch retry CASE_ID`).
@@ -43,15 +43,9 @@ from citypatrol.pipeline.dispatch.base import Adapter, Delivery, Outcome
 from citypatrol.pipeline.store.case_store import Store
 from citypatrol.pipeline.store.records import CaseNotFound, OutboxRecord
 from citypatrol.pipeline.types import CaseStatus
+from citypatrol.streams.backoff import Backoff
 
 log = logging.getLogger("citypatrol.dispatch")
-
-
-def backoff_s(attempt: int, *, base_s: float, max_s: float, jitter: float, u: float) -> float:
-    """Wait after failed attempt number `attempt` (1, 2, …): base·2^(attempt-1), capped, times a
-    jitter factor in [1-jitter, 1+jitter] picked by `u` in [0, 1)."""
-    delay = min(max_s, base_s * 2.0 ** max(0, attempt - 1))
-    return delay * (1.0 - jitter + 2.0 * jitter * u)
 
 
 @dataclass
@@ -149,7 +143,7 @@ class Dispatcher:
             stats.dead += 1
             log.error("%s: dead-letter: %s", where, outcome.detail)
         else:
-            wait = backoff_s(m.attempts, base_s=d.backoff_base_s, max_s=d.backoff_max_s, jitter=d.backoff_jitter, u=self.rand())
+            wait = Backoff(d.backoff_base_s, d.backoff_max_s, d.backoff_jitter, rand=self.rand).delay(m.attempts)
             ob.mark_failed(self.store, m.id, error=outcome.detail, next_attempt_at=now + timedelta(seconds=wait))
             stats.retried += 1
             log.warning("%s: failed, next try in %.1f s: %s", where, wait, outcome.detail)

@@ -36,15 +36,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+import cv2
+import numpy as np
 import redis
+from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_exception_type
 
 from citypatrol.pipeline.cases.builder import CaseBuilder, CaseChange, ChangeKind
 from citypatrol.pipeline.config.models import Camera, Config
 from citypatrol.pipeline.distributed.protocol import FrameMessage, Keys, SegmentResult, balance, clip_key, decode, shard_key, shard_of
-from citypatrol.pipeline.distributed.apply import CaseWriter, db_transient, decode_frame
-from citypatrol.pipeline.distributed.redis_client import TRANSIENT, Backoff, Leases, Members, autoclaim_all, connect, ensure_group, is_nogroup, redact_redis_url
+from citypatrol.pipeline.distributed.redis_client import TRANSIENT, Leases, Members, autoclaim_all, connect, ensure_group, is_nogroup, redact_redis_url
+from citypatrol.pipeline.sinks.case_writer import CaseWriter, ClipSource
 from citypatrol.pipeline.sinks.second_stage import Check
+from citypatrol.pipeline.cases.review_policy import ReviewPolicy
 from citypatrol.pipeline.store.case_store import Store, open_store
+from citypatrol.pipeline.store.engine import unreachable
+from citypatrol.streams.backoff import Backoff, LoopBackoff
 
 log = logging.getLogger("citypatrol.casekeeper")
 
@@ -131,7 +137,8 @@ class Casekeeper:
         try:
             if own_store:
                 self.store = self._retry_db(lambda: open_store(self.config.storage.database_url), "opening the database")
-            self.writer = CaseWriter(self.store, self.config, self.config.cameras, check=self.check)
+            policy = ReviewPolicy(self.config.review) if self.config.dispatch.enabled else None
+            self.writer = CaseWriter(self.store, self.config, self.config.cameras, policy=policy, check=self.check)
             for cam in self.config.cameras:
                 self._retry_db(lambda c=cam: self.store.upsert_camera(c), "recording the cameras")
             self._loop()
@@ -145,7 +152,7 @@ class Casekeeper:
         return self.stats
 
     def _loop(self) -> None:
-        backoff = Backoff(self.d.retry_max_s)
+        backoff = LoopBackoff(Backoff(0.2, self.d.retry_max_s))
         next_log = time.monotonic() + 60
         while not self.stop.is_set():
             try:
@@ -249,8 +256,9 @@ class Casekeeper:
             frame = image if evidence else None
             self._retry_db(lambda c=change, f=frame: self.writer.persist(c, f), f"writing case {change.case.case_id}", raise_other=True)
             if evidence:
-                self._retry_db(lambda c=change: self.writer.evidence(c, image, blobs[1], sent=blobs[0] is not None),
-                               f"evidence of {change.case.case_id}", raise_other=True)  # fmt: skip
+                clip = ClipSource(mp4=blobs[1]) if blobs[1] is not None else None
+                self._retry_db(lambda c=change: self.writer.evidence(c, image, clip), f"evidence of {change.case.case_id}",
+                               raise_other=True)  # fmt: skip
 
     def _apply_segment(self, shard: _Shard, entry_id: str, result: SegmentResult) -> None:
         key = (result.job, result.camera_id)
@@ -393,32 +401,38 @@ class Casekeeper:
     def _retry_db(self, fn: Callable[[], T], what: str, *, raise_other: bool = False) -> T | None:
         """`fn()` until the database takes it (raises _Stopped if stopped meanwhile). Other errors
         raise (`raise_other`) or are logged, giving None."""
-        backoff = Backoff(self.d.retry_max_s)
-        while True:
-            try:
-                return fn()
-            except Exception as exc:
-                if not db_transient(exc):
-                    if raise_other:
-                        raise
-                    log.error("%s failed: %s", what, exc)
-                    return None
-                if backoff.failures in (0, 5) or backoff.failures % 30 == 0:
-                    log.warning("database unavailable while %s (%s); retrying", what, " ".join(str(exc).split())[:200])
+
+        def before_sleep(state: RetryCallState) -> None:
+            if state.attempt_number in (1, 6) or state.attempt_number % 30 == 1:
+                log.warning("database unavailable while %s (%s); retrying", what,
+                            " ".join(str(state.outcome.exception()).split())[:200])
+
+        def sleep(seconds: float) -> None:
             if self.stop.is_set():
                 raise _Stopped
-            self._pause(backoff.next_delay())
+            self._pause(seconds)
+
+        retrying = Retrying(retry=retry_if_exception(unreachable), wait=Backoff(0.2, self.d.retry_max_s),
+                            sleep=sleep, before_sleep=before_sleep)
+        try:
+            return retrying(fn)
+        except _Stopped:
+            raise
+        except Exception as exc:
+            if raise_other:
+                raise
+            log.error("%s failed: %s", what, exc)
+            return None
 
     def _retry_redis(self, fn: Callable[[], T]) -> T:
-        backoff = Backoff(self.d.retry_max_s)
-        while True:
-            try:
-                return fn()
-            except TRANSIENT as exc:
-                self._redis_down(exc)
-                if self.stop.is_set():
-                    raise _Stopped from None
-                self.stop.wait(backoff.next_delay())
+
+        def sleep(seconds: float) -> None:
+            if self.stop.is_set():
+                raise _Stopped
+            self.stop.wait(seconds)
+
+        return Retrying(retry=retry_if_exception_type(TRANSIENT), wait=Backoff(0.2, self.d.retry_max_s), sleep=sleep,
+                        before_sleep=lambda state: self._redis_down(state.outcome.exception()))(fn)
 
     def _redis_down(self, exc: BaseException) -> None:
         if self._redis_ok:
@@ -439,6 +453,11 @@ class Casekeeper:
         s = self.stats
         log.info("casekeeper %s: shards %s; %d message(s) applied, %d skipped as already applied, %d change(s), %d segment(s), "
                  "%d set aside", self.id, sorted(self.shards), s.applied, s.skipped, s.changes, s.segments, s.dead)  # fmt: skip
+
+
+def decode_frame(jpeg: bytes | None) -> np.ndarray | None:
+    """A worker's evidence JPEG as a BGR image; None when missing or unreadable."""
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) if jpeg is not None else None
 
 
 class _Stopped(Exception):

@@ -33,7 +33,7 @@ class Member:
 
 
 @dataclass(frozen=True)
-class CameraState:
+class CameraReport:
     camera_id: str
     shard: int
     owner: str | None  # the worker holding its lease; None = nobody analyses it
@@ -64,7 +64,7 @@ class ClusterStatus:
     prefix: str
     workers: tuple[Member, ...]
     casekeepers: tuple[Member, ...]
-    cameras: tuple[CameraState, ...]
+    cameras: tuple[CameraReport, ...]
     shards: tuple[ShardState, ...]
     dead: int  # messages set aside by casekeepers for a person
     segments_queued: int  # recorded-footage segments not yet taken by a worker
@@ -82,7 +82,7 @@ class ClusterStatus:
         return d
 
 
-def findings(workers: Sequence[Member], casekeepers: Sequence[Member], cameras: Sequence[CameraState],
+def findings(workers: Sequence[Member], casekeepers: Sequence[Member], cameras: Sequence[CameraReport],
              shards: Sequence[ShardState], dead: int, *, now: datetime | None = None,
              behind_warn_s: float = APPLIED_BEHIND_WARN_S, silent_warn_s: float = SILENT_WARN_S) -> list[str]:
     """What needs a person, one plain sentence each; empty when all is well.
@@ -149,7 +149,7 @@ def read_cluster(r: redis.Redis, config: Config) -> ClusterStatus:
     costs_by_cam = {_text(k): _float(v) for k, v in costs.items()}
     applied_by_cam = {_text(k): _mark_wall(v) for k, v in applied.items()}
     camera_states = tuple(
-        CameraState(
+        CameraReport(
             camera_id=c.id,
             shard=shard_of(shard_key(c.id, c.site), d.shards),
             owner=_text(owner) if owner is not None else None,

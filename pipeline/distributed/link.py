@@ -41,7 +41,8 @@ from citypatrol.pipeline.distributed.protocol import (
     shard_key,
     shard_of,
 )
-from citypatrol.pipeline.distributed.redis_client import TRANSIENT, Backoff, Clock, Leases, Members, ensure_group, is_nogroup, read_clock
+from citypatrol.streams.backoff import Backoff, LoopBackoff
+from citypatrol.pipeline.distributed.redis_client import TRANSIENT, Clock, Leases, Members, ensure_group, is_nogroup, read_clock
 from citypatrol.pipeline.distributed.segments import SegmentTask
 
 log = logging.getLogger("citypatrol.worker")
@@ -183,7 +184,7 @@ class WorkerLink(threading.Thread):
     # -- the thread --------------------------------------------------------------------------------
 
     def run(self) -> None:
-        backoff = Backoff(self.d.retry_max_s)
+        backoff = LoopBackoff(Backoff(0.2, self.d.retry_max_s))
         beat_s = self.d.heartbeat_ms / 1000
         while not self._halt.is_set():
             try:

@@ -1,11 +1,11 @@
 """Redis for distributed mode: connecting, retrying, leases, membership, consumer groups.
 
 Everything here is a thin, explicit layer over redis-py; the decisions (who claims what, what a
-message says) are in `distributed.py`.
+message says) are in `protocol.py`.
 
 - Outages: `TRANSIENT` errors (connection refused or lost, timeouts, a Redis still loading) mean
-  "wait and retry": callers back off with `Backoff` (exponential, jittered, capped at
-  `retry_max_s`) and go on; nothing here gives up. A consumer group that is missing (Redis
+  "wait and retry": callers back off with the one retry policy (`streams.backoff`: exponential, jittered,
+  capped at `retry_max_s`) and go on; nothing here gives up. A consumer group that is missing (Redis
   restarted without persistence) is re-created from the start of its stream (`ensure_group`).
 - Leases: `SET key owner NX PX ms` claims; a script renews only the owner's own key (and
   re-takes it when it vanished, e.g. after a Redis restart, so a running worker keeps its
@@ -18,7 +18,6 @@ message says) are in `distributed.py`.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,26 +62,6 @@ def redact_redis_url(url: str) -> str:
 
 def is_nogroup(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
-
-
-class Backoff:
-    """Waits between retries: 0.2 s doubling up to `cap_s`, ±25 % jitter; `reset()` after a success."""
-
-    def __init__(self, cap_s: float, initial_s: float = 0.2) -> None:
-        self.cap_s, self.initial_s = cap_s, initial_s
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.cap_s, self.initial_s * 2 ** min(self.failures, 20))
-        self.failures += 1
-        return delay * random.uniform(0.75, 1.25)
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Sleep the next delay; True if `stop` was set meanwhile."""
-        return stop.wait(self.next_delay())
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 @dataclass(frozen=True)

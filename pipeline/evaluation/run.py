@@ -11,7 +11,7 @@ from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.batch.runner import BatchResult, run_batch
 from citypatrol.pipeline.config.models import Camera, Category, Config, Rules
 from citypatrol.pipeline.evaluation.scoring import CategoryScore, ScoredCase, Truth, VideoScore, per_category, score_video
-from citypatrol.pipeline.evaluation.samples import SAMPLES_DIR, Sample, fetch_samples, load_samples
+from citypatrol.pipeline.evaluation.samples import SAMPLES_DIR, SampleVideo, fetch_samples, load_samples
 
 
 def dwell_by_category(rules: Rules, camera: Camera) -> dict[Category, float]:
@@ -30,7 +30,7 @@ def dwell_by_category(rules: Rules, camera: Camera) -> dict[Category, float]:
     return base
 
 
-def sample_cameras(samples: list[Sample], folder: Path = SAMPLES_DIR) -> list[tuple[Camera, Truth]]:
+def sample_cameras(samples: list[SampleVideo], folder: Path = SAMPLES_DIR) -> list[tuple[Camera, Truth]]:
     """Each sample's judged camera config, pointed at its file in `folder`."""
     out = []
     for s in samples:

@@ -19,7 +19,7 @@ SAMPLES_DIR = Path(__file__).resolve().parents[2] / "sample_videos"
 
 
 @dataclass(frozen=True)
-class Sample:
+class SampleVideo:
     name: str
     entry: AssetEntry
     what_happens: str
@@ -34,7 +34,7 @@ class Sample:
         return load_truth(self.truth_path)
 
 
-def load_samples(folder: Path = SAMPLES_DIR) -> list[Sample]:
+def load_samples(folder: Path = SAMPLES_DIR) -> list[SampleVideo]:
     data = yaml.safe_load((folder / "manifest.yaml").read_text(encoding="utf-8"))
     out = []
     for item in data["samples"]:
@@ -47,7 +47,7 @@ def load_samples(folder: Path = SAMPLES_DIR) -> list[Sample]:
             source_url=item.get("source_url"),
             licence=item.get("licence", ""),
         )
-        out.append(Sample(item["name"], entry, item.get("what_happens", ""), folder / f"{item['name']}.truth.yaml"))
+        out.append(SampleVideo(item["name"], entry, item.get("what_happens", ""), folder / f"{item['name']}.truth.yaml"))
     return out
 
 

@@ -42,7 +42,7 @@ class TruthItem(BaseModel):
 class Truth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    video: str = Field(description="Sample name (manifest) the truth belongs to.")
+    video: str = Field(description="SampleVideo name (manifest) the truth belongs to.")
     camera: Camera = Field(description="Camera config the footage is judged under; `source` is filled in at run time.")
     problems: list[TruthItem] = Field(default_factory=list)
     not_problems: list[str] = Field(default_factory=list, description="What a person saw that must not become a case.")

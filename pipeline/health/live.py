@@ -1,6 +1,6 @@
 """Camera health in the live runner: the thin adapter between `run_live` and `HealthMonitor`.
 
-`pipeline/live/runner.py` looks for `live_hook(config, cameras, store)` in `citypatrol.pipeline.health.monitor`
+`pipeline/live/runner.py` calls `live_hook(config, cameras, store)`
 and calls the hook it returns: `admit(frame)` before detection (False keeps the frame from the
 detector and the rules: the camera is moved or frozen), `on_status(status)` at every status
 write (the sources' states and the runner's clock: offline cameras show up here, their frames

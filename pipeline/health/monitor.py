@@ -43,7 +43,7 @@ Conditions and the choices behind them
 
 How the runner uses it
 ----------------------
-`pipeline/live/runner.py` finds `live_hook` here; the adapter (`health_live.py`) does the following
+the live runner uses the adapter in `health/live.py` (`live_hook`), which does the following
 per camera, and any other runner (batch, distributed worker) can do the same:
 
     monitor = HealthMonitor(cam.id, camera_state.reference, config.health)
@@ -99,7 +99,6 @@ __all__ = [
     "HealthReading",
     "health_blocks_rules",
     "health_case",
-    "live_hook",
 ]
 
 EPS = 1e-6
@@ -360,10 +359,3 @@ def health_case(event: HealthEvent, settings: HealthSettings | None = None) -> d
         "description": event.detail,
         "score": event.score,
     }
-
-
-def live_hook(config, cameras, store=None):
-    """Entry point for `pipeline/live/runner.py`: the live adapter (`health_live.LiveHealth`), or None when health is off."""
-    from citypatrol.pipeline.health.live import live_hook as make  # the adapter does I/O; keep it out of this module
-
-    return make(config, cameras, store)

@@ -29,7 +29,6 @@ new live source starts its `pts` at 0).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import threading
@@ -51,6 +50,7 @@ from citypatrol.pipeline.sinks.second_stage import Check
 from citypatrol.pipeline.live.status import LiveStatus, StatusBook, write_status
 from citypatrol.pipeline.live.zones import SavedZones
 from citypatrol.pipeline.cases.review_policy import ReviewPolicy
+from citypatrol.pipeline.health.live import live_hook as health_live_hook
 from citypatrol.pipeline.sinks.recorder import CaseRecorder
 from citypatrol.pipeline.store.case_store import Store, open_store
 from citypatrol.streams.open import open_source
@@ -184,7 +184,7 @@ def run_live(
             if saved_zones.due():
                 for cam in saved_zones.changed([analyzer.camera(c).camera for c in feeds]):
                     analyzer.set_camera(cam)
-                    recorder.cameras[cam.id] = cam
+                    recorder.writer.cameras[cam.id] = cam
             if time.monotonic() >= next_status:
                 status = book.snapshot()
                 _write_status(live.status_file, status)
@@ -230,27 +230,10 @@ def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
 
 
 def _health_hooks(config: Config, cameras: Sequence[Camera], store: Store) -> list[LiveHook]:
-    """Where camera health plugs in.
-
-    Health (offline, frozen, covered, moved off preset) lives in `citypatrol.pipeline.health.monitor`,
-    built separately. If that module offers `live_hook(config, cameras, store) -> LiveHook | None`,
-    the runner asks its `admit(frame)` before detecting each frame (False: the frame skips the
-    detector and rules, e.g. `HealthMonitor.observe` then `not rules_suspended`), calls
-    `on_frame(result)` after the rules and `on_status(status)` at every status write (feed each
-    camera's `SourceState(status.cameras[i].state)` to `observe_source`).
-    """
-    try:
-        module = importlib.import_module("citypatrol.pipeline.health.monitor")
-    except ModuleNotFoundError as exc:
-        if exc.name == "citypatrol.pipeline.health.monitor":
-            return []
-        log.warning("camera health is off: %s", exc)
-        return []
-    except Exception as exc:  # an optional part must not keep the cameras from being watched
-        log.warning("camera health is off: %s: %s", type(exc).__name__, exc)
-        return []
-    factory = getattr(module, "live_hook", None)
-    hook = factory(config, cameras, store) if callable(factory) else None
+    """Camera health (offline, frozen, covered, moved off preset) as a hook: its `admit(frame)` is
+    asked before detecting each frame, `on_frame(result)` after the rules, `on_status(status)` at
+    every status write. None when `health.enabled` is false."""
+    hook = health_live_hook(config, cameras, store)
     return [hook] if hook is not None else []
 
 

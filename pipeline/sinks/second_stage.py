@@ -37,13 +37,13 @@ def load_check(review: ReviewConfig) -> Check | None:
             log.warning("review: min_check_score is set but no review.verifier is configured: "
                         "every case it applies to is held for a reviewer")  # fmt: skip
         return None
-    from citypatrol.models.verifier import Verifier
+    from citypatrol.models.verifier import CropVerifier
 
     path = review.verifier
     if not path.is_file():
         raise VerifierUnavailable(f"review.verifier: no such file {path}")
     try:
-        verifier = Verifier.load(path)
+        verifier = CropVerifier.load(path)
     except Exception as exc:  # numpy raises many kinds for a file that is not its .npz (BadZipFile, …)
         raise VerifierUnavailable(f"review.verifier: {path} is not a citypatrol verifier: {type(exc).__name__}: {exc}") from None
     checked = [c.value for c in Category if verifier.checks(c)]

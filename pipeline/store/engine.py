@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 from alembic import command
@@ -24,8 +23,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from citypatrol.pipeline.store.records import StoreError, StoreUnavailable
 
@@ -111,15 +111,19 @@ def _switch_to_wal(cur) -> None:  # noqa: ANN001 (DBAPI cursor)
     On a new database two connections switching at once can deadlock on the lock upgrade, and
     SQLite then answers "database is locked" at once instead of calling the busy handler.
     """
-    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
-    while True:
-        try:
-            cur.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+    locked = retry_if_exception(lambda exc: isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc))
+    Retrying(retry=locked, wait=wait_fixed(0.02), stop=stop_after_delay(SQLITE_BUSY_MS / 1000), reraise=True)(
+        cur.execute, "PRAGMA journal_mode=WAL")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (down, restarting, locked past
+    its busy timeout), as opposed to refusing the data: waiting and retrying can help."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    if isinstance(exc, IntegrityError):
+        return False
+    return isinstance(exc, (OperationalError, InterfaceError)) or bool(getattr(exc, "connection_invalidated", False))
 
 
 def check_reachable(engine: Engine) -> None:

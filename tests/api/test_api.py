@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import text
 
-from citypatrol.api.routes_deadletters import retry_function
 from citypatrol.pipeline.store.records import OutboxMessage
 from citypatrol.pipeline.types import CaseStatus
 from tests.fixtures_api import SEED, SeedCase, add_case, api_server, db_url, evidence_set, pg_admin  # noqa: F401
@@ -232,13 +231,10 @@ def test_new_and_changed_cases_arrive_as_server_sent_events(api_server, evidence
     assert live["camera_name"] == "伦敦街道 London street" and {e["kind"] for e in live["evidence"]} == {"frame", "crop", "clip"}
 
 
-def test_dead_letter_retry_uses_the_dispatcher_or_says_it_cannot(api_server):
+def test_dead_letter_retry_uses_the_dispatcher(api_server):
     admin = api_server.client("admin")
     assert admin.get("/api/v1/dead-letters").json() == []
     r = admin.post("/api/v1/cases/c-bin/retry")
-    if retry_function() is None:
-        assert r.status_code == 501 and "retry_dead_letter" in r.json()["detail"]
-        return
     assert r.status_code == 409  # not dead-lettered: nothing to retry
     assert admin.post("/api/v1/cases/nope/retry").status_code == 404
     # the dispatcher gave up on c-parking-1: its message is dead-lettered and the case too

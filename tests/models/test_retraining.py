@@ -26,7 +26,7 @@ from citypatrol.models.training.compare import compare
 from citypatrol.models.training.export import export_from_store, group_and_split
 from citypatrol.models.training.train import TrainSettings, train
 from citypatrol.models.training.verifier_data import export_crops, garbage_cn_crops
-from citypatrol.models.verifier import Verifier, measure, train_verifier
+from citypatrol.models.verifier import CropVerifier, measure, train_verifier
 from citypatrol.models.detector import load_detectors
 from citypatrol.pipeline.sinks.active_sampling import ActiveSampler, SamplingConfig
 from citypatrol.pipeline.batch.runner import run_batch
@@ -264,7 +264,7 @@ def test_verifier_holds_back_known_false_cases_on_held_out_bins(garbage_sets, tm
     train_c, train_l, held_c, held_l = garbage_sets
     assert {"bin_not_full", "garbage_overflow"} <= set(held_l) and len(held_l) >= 100
     v = train_verifier(train_c, train_l, feature_kind="hog-colour+backbone")
-    v = Verifier.load(v.save(tmp_path / "verifier.npz"))  # what is used is what was saved
+    v = CropVerifier.load(v.save(tmp_path / "verifier.npz"))  # what is used is what was saved
     assert (tmp_path / "verifier.npz").stat().st_size < 1_000_000
     [at_half, at_loss] = measure(v, held_c, held_l, (0.5,), max_loss=0.1)
     # known false cases: crops of bins that are not overflowing, as a garbage_overflow case would show them

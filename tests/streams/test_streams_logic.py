@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from citypatrol.streams.backoff import backoff_delay
+from citypatrol.streams.backoff import Backoff
 from citypatrol.streams.media import iter_media_files
 from citypatrol.streams.open import SourceKind, source_kind
 from citypatrol.streams.redact import redact_text, redact_url
@@ -73,12 +73,14 @@ def test_fit_size(w, h, max_side, out):
 
 
 def test_backoff_grows_to_cap_with_jitter():
-    assert [backoff_delay(a, initial_s=1, cap_s=8, rand=lambda: 1.0) for a in range(6)] == [1, 2, 4, 8, 8, 8]
-    assert [backoff_delay(a, initial_s=1, cap_s=8, rand=lambda: 0.0) for a in range(5)] == [0.5, 1, 2, 4, 4]
+    assert [Backoff(1, 8, 0.25, rand=lambda: 0.5).delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 8, 8]
+    assert [Backoff(1, 8, 0.25, rand=lambda: 0.0).delay(n) for n in range(1, 6)] == [0.75, 1.5, 3, 6, 6]
     rng = random.Random(7)
-    delays = [backoff_delay(3, initial_s=0.5, cap_s=30, rand=rng.random) for _ in range(50)]
-    assert all(2.0 <= d <= 4.0 for d in delays) and len(set(delays)) > 40  # spread, never zero
-    assert backoff_delay(10_000, cap_s=30) <= 30
+    delays = [Backoff(0.5, 30, rand=rng.random).delay(4) for _ in range(50)]
+    assert all(3.0 <= d <= 5.0 for d in delays) and len(set(delays)) > 40  # spread, never zero
+    assert Backoff(0.5, 30).delay(10_000) <= 30 * 1.25
+    with pytest.raises(ValueError, match="initial_s"):
+        Backoff(0, 30)
 
 
 @pytest.mark.parametrize(

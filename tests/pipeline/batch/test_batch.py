@@ -157,3 +157,26 @@ def test_analyze_reports_bad_files_and_goes_on(tmp_path, assets):
     run = subprocess.run(exe + [str(bad_only), "--out", str(tmp_path / "out2"), "--no-progress"], capture_output=True, text=True)
     assert run.returncode == 1
     assert "nothing could be analysed" in run.stdout + run.stderr
+
+
+def test_a_run_on_a_shared_store_reports_only_its_own_cases(tmp_path, assets, detector):
+    from citypatrol.pipeline.store.case_store import open_store
+
+    parked = frame_at(assets / PARKING, 4.0)
+    video = encode(tmp_path / "parked.mp4", 150, lambda s: parked)
+    config = _parking_config(CasesConfig(), dwell=60)
+    store = open_store(f"sqlite:///{tmp_path / 'shared.db'}")
+    lot = config.cameras[0].model_copy(update={"source": str(video)})
+    first = run_batch(config, [lot], tmp_path / "first", detector, store=store, show_progress=False)
+    assert first.cases and {r.case.camera_id for r in first.cases} == {"lot"}
+
+    # a second run, another camera of the same footage, into the same store (a camera the first run never had)
+    other = lot.model_copy(update={"id": "lot-east"})
+    second = run_batch(config.model_copy(update={"cameras": [other]}), [other], tmp_path / "second", detector,
+                       store=store, show_progress=False)
+    assert second.cases and {r.case.camera_id for r in second.cases} == {"lot-east"}
+    listed = json.loads(second.cases_json.read_text())
+    assert sorted(c["case_id"] for c in listed) == sorted(r.case.case_id for r in second.cases)
+    assert sum(o.cases for o in second.outcomes) == len(second.cases)
+    assert len(store.list_cases(limit=1000)) == len(first.cases) + len(second.cases)  # the store keeps both runs
+    store.close()

@@ -10,7 +10,7 @@ import pytest
 
 from citypatrol.pipeline.config.models import Category, DispatchConfig, Location, ReviewConfig, ReviewOverride, ReviewThresholds, SlaConfig
 from citypatrol.pipeline.config.loading import ConfigError, parse_config
-from citypatrol.pipeline.dispatch.dispatcher import backoff_s
+from citypatrol.streams.backoff import Backoff
 from citypatrol.pipeline.dispatch.message import case_fields, evidence_items, idempotency_key, map_fields, select_evidence
 from citypatrol.pipeline.cases.review_policy import ReviewPolicy
 from citypatrol.pipeline.dispatch.signing import SignatureError, signature, signed_headers, verify
@@ -91,7 +91,7 @@ def test_dispatch_config_errors_name_the_key():
 
 @pytest.mark.parametrize(("attempt", "u", "expected"), [(1, 0.5, 10), (2, 0.5, 20), (4, 0.5, 80), (20, 0.5, 1800), (1, 0.0, 7.5), (1, 1.0, 12.5)])
 def test_backoff_doubles_caps_and_jitters(attempt, u, expected):
-    assert backoff_s(attempt, base_s=10, max_s=1800, jitter=0.25, u=u) == pytest.approx(expected)
+    assert Backoff(10, 1800, 0.25, rand=lambda: u).delay(attempt) == pytest.approx(expected)
 
 
 def test_signature_checks():

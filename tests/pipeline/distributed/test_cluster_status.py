@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from citypatrol.pipeline.distributed.cluster_metrics import ClusterCollector
-from citypatrol.pipeline.distributed.cluster_status import CameraState, Member, ShardState, findings, read_cluster
+from citypatrol.pipeline.distributed.cluster_status import CameraReport, Member, ShardState, findings, read_cluster
 from citypatrol.pipeline.config.models import Config
 from citypatrol.pipeline.distributed.protocol import Keys, shard_key, shard_of
 from citypatrol.pipeline.distributed.redis_client import connect
@@ -31,8 +31,8 @@ T = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 EXE = [sys.executable, "-m", "citypatrol.pipeline.cli.main"]
 
 
-def _cam(cid: str, owner: str | None = "w1", clock_s: float | None = 100.0, applied_s: float | None = 99.0) -> CameraState:
-    return CameraState(cid, 0, owner, 0.05, T + timedelta(seconds=clock_s) if clock_s is not None else None,
+def _cam(cid: str, owner: str | None = "w1", clock_s: float | None = 100.0, applied_s: float | None = 99.0) -> CameraReport:
+    return CameraReport(cid, 0, owner, 0.05, T + timedelta(seconds=clock_s) if clock_s is not None else None,
                        T + timedelta(seconds=applied_s) if applied_s is not None else None)  # fmt: skip
 
 
@@ -64,7 +64,7 @@ def test_findings_name_what_needs_a_person(workers, keepers, cameras, shards, de
 
 def test_a_held_live_camera_that_stopped_delivering_is_named_but_recorded_footage_is_not():
     cams = [_cam("a", clock_s=100), _cam("quiet", clock_s=-200, applied_s=-200),
-            CameraState("archive", 0, "w1", 0.05, T - timedelta(days=30), T - timedelta(days=30), live=False),
+            CameraReport("archive", 0, "w1", 0.05, T - timedelta(days=30), T - timedelta(days=30), live=False),
             _cam("free", owner=None, clock_s=-900, applied_s=-900)]  # fmt: skip
     found = findings(W, K, cams, SHARD_OK, 0, now=T + timedelta(seconds=110))
     assert found[0].startswith("1 camera(s) held by no worker: free")
@@ -88,6 +88,16 @@ def deployment():
     keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         r.delete(*keys)
+
+
+def _renew_members(r: redis.Redis, config: Config) -> None:
+    keys = Keys.of(config.distributed)
+    now_ms = int(r.time()[0]) * 1000
+    r.zadd(keys.workers, {"w1": now_ms + 8000, "w2": now_ms - 1000})
+    r.zadd(keys.casekeepers, {"k1": now_ms + 8000})
+    r.set(keys.camera_lease("c1"), "w1", px=10_000)
+    r.set(keys.camera_lease("c2"), "w2", px=10_000)
+    r.set(keys.shard_lease(0), "k1", px=10_000)
 
 
 def _lay_out(r: redis.Redis, config: Config) -> Keys:
@@ -155,6 +165,7 @@ def test_cluster_status_command_prints_json_and_exits_by_health(deployment, tmp_
     assert {c["camera_id"]: c["owner"] for c in data["cameras"]} == {"c1": "w1", "c2": "w2", "c3": None}
     assert data["cameras"][1]["behind_s"] == 300.0 and data["dead"] == 1
 
+    _renew_members(r, config)  # memberships and leases lapse in 8–10 s, however long the first command took
     table = subprocess.run([*EXE, "cluster", "status", "-c", str(config_file)], capture_output=True, text=True, timeout=120)
     assert table.returncode == 1
     assert "held by no worker: c3" in table.stdout and "dead letters: 1" in table.stdout

@@ -487,7 +487,7 @@ def test_live_adapter_withholds_a_moved_camera_and_reports_offline(street, tmp_p
 
 def test_live_hook_is_off_when_health_is_disabled():
     from citypatrol.pipeline.config.models import Camera, Config
-    from citypatrol.pipeline.health.monitor import live_hook
+    from citypatrol.pipeline.health.live import live_hook
 
     cams = [Camera(id="cam-1", source="rtsp://cam")]
     assert live_hook(Config(cameras=cams, health=HealthSettings(enabled=False)), cams) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from citypatrol.pipeline.config.models import BillboardRule as BillboardSettings, Category, Rules, ZoneKind
+from citypatrol.pipeline.config.models import BillboardSettings, Category, Rules, ZoneKind
 from citypatrol.pipeline.rules import BillboardRule, SceneChangeRule
 from citypatrol.pipeline.rules.scene_change import change_mask
 from tests.fixtures_logic import cadence, camera, ctx, dets, rect, simulate, zone

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from citypatrol.pipeline.config.models import BillboardRule as BillboardSettings, ParkingRule, Rules
+from citypatrol.pipeline.config.models import BillboardSettings, ParkingSettings, Rules
 from citypatrol.pipeline.rules import Rule, build_rules
 
 COCO = {"person", "car", "truck", "bus", "bicycle", "motorcycle", "umbrella", "dining table", "chair"}
@@ -43,7 +43,7 @@ def test_reason_names_the_missing_classes() -> None:
 
 
 def test_configured_classes_decide() -> None:
-    only_nonmotor = Rules(illegal_parking=ParkingRule(classes=[], nonmotor_classes=["bicycle"]))
+    only_nonmotor = Rules(illegal_parking=ParkingSettings(classes=[], nonmotor_classes=["bicycle"]))
     on, _ = build_rules({"bicycle"}, only_nonmotor)
     assert "illegal_parking" in names(on)
     no_scene = Rules(billboard=BillboardSettings(scene_change=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from citypatrol.pipeline.config.models import Category, GarbageRule as GarbageSettings, Rules, ZoneKind
+from citypatrol.pipeline.config.models import Category, GarbageSettings, Rules, ZoneKind
 from citypatrol.pipeline.rules import GarbageRule
 from tests.fixtures_logic import cadence, camera, ctx, dets, rect, simulate, track, zone
 

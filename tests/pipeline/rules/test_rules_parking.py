@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta
 
 import pytest
 
-from citypatrol.pipeline.config.models import Category, ParkingRule, Rules, ZoneKind
+from citypatrol.pipeline.config.models import Category, ParkingSettings, Rules, ZoneKind
 from citypatrol.pipeline.rules import IllegalParkingRule
 from tests.fixtures_logic import cadence, camera, ctx, dets, rect, simulate, track, zone
 
@@ -56,7 +56,7 @@ def test_vehicle_driving_through_zone_is_no_event() -> None:
     frames = [(t, dets(("car", (20 + 25 * i, 600, 220 + 25 * i, 750)))) for i, t in enumerate(cadence(0, 60))]
     frames += [(t, dets()) for t in cadence(60, 400)]
     # even with a 10 s dwell: a car crawling through (25 px per 2 s) never rests that long
-    run = simulate(CAM, frames, [IllegalParkingRule()], settings=Rules(illegal_parking=ParkingRule(dwell_s=10)))
+    run = simulate(CAM, frames, [IllegalParkingRule()], settings=Rules(illegal_parking=ParkingSettings(dwell_s=10)))
     assert run.events == []
 
 
@@ -93,11 +93,11 @@ def test_zone_dwell_overrides_rule_dwell() -> None:
 
 
 def test_per_camera_settings_are_used() -> None:
-    settings = Rules(illegal_parking=ParkingRule(dwell_s=20, min_score=0.95))
+    settings = Rules(illegal_parking=ParkingSettings(dwell_s=20, min_score=0.95))
     assert simulate(CAM, parked(stop=60.0, score=0.9), [IllegalParkingRule()], settings=settings).events == []
-    settings = Rules(illegal_parking=ParkingRule(dwell_s=20, min_score=0.5))
+    settings = Rules(illegal_parking=ParkingSettings(dwell_s=20, min_score=0.5))
     assert [e.pts for e in simulate(CAM, parked(stop=60.0), [IllegalParkingRule()], settings=settings).events] == [20.0]
-    settings = Rules(illegal_parking=ParkingRule(enabled=False))
+    settings = Rules(illegal_parking=ParkingSettings(enabled=False))
     assert simulate(CAM, parked(), [IllegalParkingRule()], settings=settings).events == []
 
 
@@ -125,7 +125,7 @@ def test_low_score_vehicle_is_ignored() -> None:
     [([], []), (["bicycle", "motorcycle"], [Category.nonmotor_parking])],
 )
 def test_bicycles_are_nonmotor_parking_where_configured(nonmotor, expected) -> None:
-    settings = Rules(illegal_parking=ParkingRule(nonmotor_classes=nonmotor))
+    settings = Rules(illegal_parking=ParkingSettings(nonmotor_classes=nonmotor))
     run = simulate(CAM, parked(cls="bicycle", box=(100, 650, 140, 700), stop=200.0), [IllegalParkingRule(refresh_s=600)],
                    settings=settings)
     assert [e.category for e in run.events] == expected

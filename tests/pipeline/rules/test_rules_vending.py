@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from citypatrol.pipeline.config.models import Category, Rules, VendingRule, ZoneKind
+from citypatrol.pipeline.config.models import Category, Rules, VendingSettings, ZoneKind
 from citypatrol.pipeline.rules import StreetVendingRule
 from citypatrol.pipeline.rules.vending import clusters
 from tests.fixtures_logic import cadence, camera, ctx, dets, rect, simulate, track, zone
@@ -71,9 +71,9 @@ def test_cue_cluster(items, people: bool, far_person: bool, fires: bool) -> None
 
 
 def test_min_people_and_cues_are_configurable() -> None:
-    settings = Rules(street_vending=VendingRule(min_people=0, min_cues=1))
+    settings = Rules(street_vending=VendingSettings(min_people=0, min_cues=1))
     assert len(events(frames(UMBRELLA, people=False), settings)) == 1
-    settings = Rules(street_vending=VendingRule(min_people=2))
+    settings = Rules(street_vending=VendingSettings(min_people=2))
     assert events(frames(UMBRELLA, TABLE), settings) == []
 
 
