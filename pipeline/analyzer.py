@@ -8,6 +8,7 @@ reference image) and the case builder; it does no I/O beyond reading reference i
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -94,11 +95,17 @@ class Analyzer:
             image=frame.image,
             reference=cam.reference,
         )
-        events: list[Event] = []
-        for rule in self.rules:
-            events.extend(rule.evaluate(ctx))
-        changes: list[CaseChange] = []
-        if self.build_cases:
-            changes = self.builder.add_all(events)
-            changes += self.builder.tick(frame.camera_id, frame.pts, frame.wall)
+        events, changes = evaluate_frame(self.rules, ctx, self.builder if self.build_cases else None)
         return FrameResult(frame, detections, tracks, tuple(events), tuple(changes))
+
+
+def evaluate_frame(rules: Sequence[Rule], ctx: RuleContext, builder: CaseBuilder | None) -> tuple[list[Event], list[CaseChange]]:
+    """One analysed frame of one camera: every rule's events, then (with a builder) the case changes
+    they cause — all of the frame's events at once, then the camera's clock, so the builder can expire
+    what is gone. Batch, live, the workers and the rule tests all take this path."""
+    events = [e for rule in rules for e in rule.evaluate(ctx)]
+    if builder is None:
+        return events, []
+    changes = builder.add_all(events)
+    changes += builder.tick(ctx.camera.id, ctx.pts, ctx.wall)
+    return events, changes

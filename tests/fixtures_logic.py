@@ -13,6 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 import numpy as np
 
 from citypatrol.models.detections import Detections
+from citypatrol.pipeline.analyzer import evaluate_frame
 from citypatrol.pipeline.cases.builder import CaseBuilder, CaseChange
 from citypatrol.pipeline.config.models import Camera, CasesConfig, Rules, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import Rule, RuleContext
@@ -102,11 +103,9 @@ def simulate(
         tracks = tracker.update(d, pts)
         run.tracks.append(tracks)
         c = ctx(cam, tracks, d, pts=pts, rules=settings, local_time=local_time(pts))
-        for rule in rules:
-            evs = rule.evaluate(c)
-            run.events.extend(evs)
-            run.changes.extend(builder.add(e) for e in evs)
-        run.changes.extend(builder.tick(cam.id, pts, c.wall))
+        events, changes = evaluate_frame(rules, c, builder)  # the production path
+        run.events.extend(events)
+        run.changes.extend(changes)
     return run
 
 
