@@ -7,7 +7,7 @@ licence). `resolve_asset` looks in this order and returns the first copy it find
 1. an explicit path given by the caller (a config key, a CLI option); it must exist;
 2. the folder the entry ships in, for assets that live in the repository (`local_root`);
 3. the mirror folder `$CITYPATROL_ASSET_MIRROR/<path>` (a shared read-only copy of all assets);
-4. the user cache `$CITYPATROL_CACHE/<path>` (default `~/.cache/citypatrol/<path>`);
+4. the user cache `$CITYPATROL_CACHE/<path>` (default: the user's cache folder, `~/.cache/citypatrol/<path>` on Linux);
 5. the entry's source URL, downloaded with httpx into the cache.
 
 Whatever copy is found is checked against the entry's sha256 before it is used: a mismatch is an
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+from platformdirs import user_cache_dir
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MIRROR_ENV = "CITYPATROL_ASSET_MIRROR"
@@ -80,8 +81,11 @@ def mirror_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
+    """Where citypatrol keeps what it fetched or built (assets, datasets, training runs, model
+    promotion state): `$CITYPATROL_CACHE`, else the user's cache folder (`~/.cache/citypatrol` on
+    Linux), never the installed package."""
     value = os.environ.get(CACHE_ENV, "").strip()
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "citypatrol"
+    return Path(value).expanduser() if value else Path(user_cache_dir("citypatrol", appauthor=False))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -2,7 +2,7 @@
 
 The shipped registry (`registry.yaml`) lists the models we start from; this is the deployment's own
 record of what it trained and promoted since, in one JSON state file (`--state`, default
-`$CITYPATROL_MODEL_STATE` or `.citypatrol-cache/models/state.json`):
+`$CITYPATROL_MODEL_STATE` or `models/state.json` in the user cache, see `assets.cache_dir`):
 
     models.<name>.versions.<vN>  weights (a copy kept beside the state file), sha256, metrics
                                  (the `citypatrol evaluate --candidate` comparison), data manifest

@@ -13,7 +13,7 @@ def train_cmd(
     data: str = typer.Option("city", help="'city' = build the merged set from the asset mirror; or a dataset.yaml."),
     epochs: int = typer.Option(10, min=1, help="Epochs (an upper bound when --time-h is given)."),
     imgsz: int = typer.Option(384, min=32, help="Training image size in pixels (multiple of 32)."),
-    out: Optional[Path] = typer.Option(None, help="Run folder; with --data city the dataset is built into <out>/dataset (default: .citypatrol-cache/runs/city)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder; with --data city the dataset is built into <out>/dataset (default: runs/city in the user cache, ~/.cache/citypatrol on Linux)."),
     batch: int = typer.Option(16, min=1),
     base: Optional[str] = typer.Option(None, help="Starting weights (default: the mirror's COCO yolo11n)."),
     device: str = typer.Option("cpu", help="'cpu' or 'cuda:0' …"),

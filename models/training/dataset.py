@@ -31,6 +31,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from citypatrol.models.assets import cache_dir
+
 log = logging.getLogger(__name__)
 
 # citypatrol's canonical classes that this model predicts, in class-id order.
@@ -90,10 +92,8 @@ def asset_mirror() -> Path:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("CITYPATROL_CACHE")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / ".citypatrol-cache"
+    """The user cache (see `models.assets.cache_dir`): datasets and training runs go there."""
+    return cache_dir()
 
 
 @dataclass
