@@ -25,6 +25,7 @@ import av.error
 
 from citypatrol.streams.access_units import whole_pictures
 from citypatrol.streams.backoff import Backoff
+from citypatrol.streams.video_file import decode_packet
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.live_clock import LiveClock
 from citypatrol.streams.sampling import CadenceGate, SamplingMode, choose_sampling, fit_size
@@ -272,12 +273,7 @@ class LiveSource(Source):
 
     def _decode(self, cc: av.VideoCodecContext, packet: av.Packet, drain: bool) -> list[av.VideoFrame]:
         try:
-            frames = cc.decode(packet)
-            if drain:
-                # A keyframe would otherwise sit in the B-frame reorder buffer for ~2 GOPs (NOTES).
-                frames += cc.decode(None)
-                cc.flush_buffers()
-            return frames
+            return decode_packet(cc, packet, drain=drain)
         except av.error.InvalidDataError:
             self._count(corrupt_packets=1)
             return []

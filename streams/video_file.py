@@ -239,14 +239,20 @@ class VideoFile:
     @staticmethod
     def _decode(cc: av.VideoCodecContext, packet: av.Packet, drain: bool, count: Callable[..., None]) -> list[av.VideoFrame]:
         try:
-            if packet.size == 0:  # end of stream: drain the frames the decoder still holds
-                return cc.decode(None)
-            frames = cc.decode(packet)
-            if drain:
-                # Drain right away: with B-frames the decoder would hold each keyframe ~2 GOPs.
-                frames += cc.decode(None)
-                cc.flush_buffers()
-            return frames
+            return decode_packet(cc, packet, drain=drain)
         except av.error.InvalidDataError:
             count(corrupt_packets=1)
             return []
+
+
+def decode_packet(cc: av.VideoCodecContext, packet: av.Packet, *, drain: bool) -> list[av.VideoFrame]:
+    """The frames one packet gives. `drain` (keyframes only): take each frame out at once, since with
+    B-frames the decoder would hold each keyframe ~2 GOPs in its reorder buffer (NOTES). An empty
+    packet (end of stream) drains what the decoder still holds. Raises av's InvalidDataError."""
+    if packet.size == 0:
+        return cc.decode(None)
+    frames = cc.decode(packet)
+    if drain:
+        frames += cc.decode(None)
+        cc.flush_buffers()
+    return frames

@@ -391,81 +391,152 @@ class ExportResult:
     counts: dict = field(default_factory=dict)
 
 
-def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, since: datetime | None = None,
-                   until: datetime | None = None, classes: list[str] | None = None, val_fraction: float = 0.2,
-                   seed: int = 0, window_s: float = WINDOW_S, source: str = "",
-                   opening_boxes: dict[str, tuple[float, float, float, float]] | None = None,
-                   reviewed_boxes: dict[str, tuple[float, float, float, float]] | None = None,
-                   pseudo_detector=None, pseudo_min_score: float = PSEUDO_MIN_SCORE) -> ExportResult:  # noqa: ANN001
-    """Write the export for these stored cases (decisions in [since, until)); see the module doc.
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how: the decision period, the classes, the split, the pseudo-labels."""
 
-    `pseudo_detector` (a `MultiDetector`, e.g. the models in use): on each exported full frame, its
-    detections of the dataset's classes at `pseudo_min_score` or more label the objects no reviewer
-    judged, except where a reviewer's box or a hard negative already says what is there.
-    """
-    evidence_dir, out = Path(evidence_dir), Path(out)
-    problems: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
-    samples: list[DecidedCase] = []
-    decisions = Counter()
-    for r in sorted(records, key=lambda r: (r.case.opened_at, r.case_id)):
+    since: datetime | None = None  # decisions in [since, until)
+    until: datetime | None = None
+    classes: list[str] | None = None  # None: the classes of the decided cases; ["coco"]: the COCO names
+    val_fraction: float = 0.2
+    seed: int = 0
+    window_s: float = WINDOW_S  # cases of one camera closer than this share a split group
+    pseudo_detector: object | None = None  # a `MultiDetector` (e.g. the models in use) that labels what no reviewer judged
+    pseudo_min_score: float = PSEUDO_MIN_SCORE
+
+
+@dataclass(frozen=True)
+class StoredCases:
+    """What the case store holds for an export: the cases, their evidence and the boxes drawn on it."""
+
+    records: list[CaseRecord]
+    evidence_dir: Path
+    source: str = ""  # the database, redacted, for the manifest
+    opening_boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    reviewed_boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+
+
+@dataclass
+class _Picked:
+    samples: list[DecidedCase]
+    decisions: Counter[str]
+    skipped: Counter[str]
+    problems: Counter[str]
+
+
+@dataclass
+class _DetectorSet:
+    images: list[dict]
+    boxes: dict[str, Counter[str]]
+    n_images: Counter[str]
+    negatives: Counter[str]
+    pseudo: Counter[str]
+    conflicts: int = 0
+    not_in_classes: int = 0
+    dup_images: int = 0
+
+
+@dataclass
+class _CropSet:
+    crops: list[dict]
+    counts: dict[str, Counter[str]]
+    dup_crops: int = 0
+
+
+def export_dataset(cases: StoredCases, out: Path, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Write the export for these stored cases (see the module doc), in steps: pick the decided
+    cases and their clean images, split them by groups, write the detector set (YOLO + COCO), the
+    verifier crops, and the manifest."""
+    out = Path(out)
+    picked = _pick_decided(cases, options)
+    split = _split(picked.samples, options)
+    positives = sorted({s.cls for s in picked.samples if s.decision.reason_kind in ("confirm", "compliant")})
+    names, to_label = class_names(options.classes, positives)
+    detector_set = _write_detector_set(picked.samples, split, names, to_label, out, options)
+    crop_set = _write_verifier_crops(picked.samples, split, out)
+    data_yaml = out / "data.yaml"
+    data_yaml.write_text(yaml.safe_dump({"path": str(out.resolve()), "train": "images/train", "val": "images/val",
+                                         "nc": len(names), "names": dict(enumerate(names))}, sort_keys=False, allow_unicode=True))
+    counts = {
+        part: {"images": detector_set.n_images[part], "boxes": dict(detector_set.boxes[part]),
+               "hard_negative_images": detector_set.negatives[part], "verifier_crops": dict(crop_set.counts[part])}
+        for part in ("train", "val")
+    }
+    manifest_path = out / "manifest.json"
+    manifest = _manifest(cases, options, picked, names, counts, detector_set, crop_set)
+    manifest_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+    log.info("export at %s: %s", out, counts)
+    return ExportResult(out, data_yaml, manifest_path, counts)
+
+
+def _pick_decided(cases: StoredCases, options: ExportOptions) -> _Picked:
+    """The cases a person decided in the period with a usable decision, each with its clean image."""
+    evidence_dir = Path(cases.evidence_dir)
+    picked = _Picked([], Counter(), Counter(), Counter())
+    for r in sorted(cases.records, key=lambda r: (r.case.opened_at, r.case_id)):
         d = reviewer_decision(r)
         if d is None:
             continue
-        if (since and d.at < since) or (until and d.at >= until):
+        if (options.since and d.at < options.since) or (options.until and d.at >= options.until):
             continue
-        decisions[d.action] += 1
+        picked.decisions[d.action] += 1
         if d.reason_kind not in ("confirm", "not_problem", "compliant"):
-            skipped[f"reject: {d.reason_kind}"] += 1
+            picked.skipped[f"reject: {d.reason_kind}"] += 1
             continue
-        s = load_sample(r, d, evidence_dir, problems, (opening_boxes or {}).get(r.case_id), (reviewed_boxes or {}).get(r.case_id))
+        s = load_sample(r, d, evidence_dir, picked.problems, cases.opening_boxes.get(r.case_id), cases.reviewed_boxes.get(r.case_id))
         if s is None:
-            skipped["evidence unusable"] += 1
+            picked.skipped["evidence unusable"] += 1
             continue
         s.dhash, s.crop_dhash = dhash_array(s.image), dhash_array(s.crop)
-        samples.append(s)
+        picked.samples.append(s)
+    return picked
 
+
+def _split(samples: list[DecidedCase], options: ExportOptions) -> list[str]:
+    """Each sample's split ("train" | "val"); sets its near-duplicate image key and group."""
     image_of, group_of, split = group_and_split(
         [s.camera for s in samples], [s.record.case.opened_at for s in samples], [s.dhash for s in samples],
-        window_s=window_s, val_fraction=val_fraction, seed=seed)
+        window_s=options.window_s, val_fraction=options.val_fraction, seed=options.seed)
     for s, img, grp in zip(samples, image_of, group_of):
         s.image_key, s.group = img, grp
+    return split
 
-    positives = sorted({s.cls for s in samples if s.decision.reason_kind in ("confirm", "compliant")})
-    names, to_label = class_names(classes, positives)
+
+def _write_detector_set(samples: list[DecidedCase], split: list[str], names: list[str], to_label: dict[str, str],
+                        out: Path, options: ExportOptions) -> _DetectorSet:
+    """images/ and labels/ (YOLO) and annotations/ (COCO): one image per near-duplicate cluster, the
+    earliest case's picture with the union of the cluster's boxes (and pseudo-labels)."""
     for sub in ("images", "labels", "crops", "annotations"):
         shutil.rmtree(out / sub, ignore_errors=True)
     for part in ("train", "val"):
         (out / "images" / part).mkdir(parents=True, exist_ok=True)
         (out / "labels" / part).mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
+    pseudo_detector = options.pseudo_detector
 
-    # one image per near-duplicate cluster: the earliest case's picture, the union of the cluster's boxes
     clusters: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         clusters[s.image_key].append(i)
-    images_out, boxes_count = [], {"train": Counter(), "val": Counter()}
+    done = _DetectorSet([], {"train": Counter(), "val": Counter()}, Counter(), Counter(), Counter())
     coco = {p: {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for i, n in enumerate(names)]}
             for p in ("train", "val")}
-    n_images, negatives, conflicts, not_in_classes, dup_images = Counter(), Counter(), 0, 0, 0
-    pseudo_count: Counter[str] = Counter()
     for key in sorted(clusters):
         members = [samples[i] for i in clusters[key]]
         first = members[0]
         part = split[clusters[key][0]]
-        dup_images += len(members) - 1
+        done.dup_images += len(members) - 1
         pos = [(m.cls, m.box, m) for m in members if m.decision.reason_kind in ("confirm", "compliant")]
         neg = [(m.cls, m.box, m) for m in members if m.decision.reason_kind == "not_problem"]
         labels: list[tuple[str, tuple]] = []
         for cls, box, m in pos:
             cls = to_label.get(cls, cls)
             if cls not in names:
-                not_in_classes += 1
+                done.not_in_classes += 1
                 continue
             if any(c == cls and box_iou(box, b) > 0.7 for c, b in labels):
                 continue  # the same object decided twice (e.g. a reopened case)
             if any(to_label.get(c, c) == cls and box_iou(box, b) > 0.5 for c, b, _ in neg):
-                conflicts += 1
+                done.conflicts += 1
                 continue  # confirmed in one case, called a false alarm in another: leave it out
             labels.append((cls, box))
         if not labels and not neg:
@@ -473,16 +544,16 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         judged = len(labels)
         picture, masked = first.image, []
         if pseudo_detector is not None and first.source == "clip":  # a whole frame: other objects are in it too
-            sure, unsure = pseudo_labels(pseudo_detector, first.image, names, to_label, pseudo_min_score)
+            sure, unsure = pseudo_labels(pseudo_detector, first.image, names, to_label, options.pseudo_min_score)
             decided_boxes = [b for _, b in labels] + [b for _, b, _ in neg]
             for cls, box in sure:
                 if not any(box_iou(box, b) > 0.3 for b in decided_boxes):  # else a reviewer said what is there
                     labels.append((cls, box))
-                    pseudo_count[cls] += 1
+                    done.pseudo[cls] += 1
             masked = [b for b in unsure if not any(box_iou(b, d) > 0.1 for d in decided_boxes + [x for _, x in labels])]
             picture = grey_out(first.image, masked)
         if not labels:
-            negatives[part] += 1
+            done.negatives[part] += 1
         # boxes were normalised in each member's own image; members share the first's picture
         name = f"{first.record.case_id}.jpg".replace("/", "_")
         img_path = out / "images" / part / name
@@ -498,10 +569,10 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
             coco[part]["annotations"].append({
                 "id": len(coco[part]["annotations"]) + 1, "image_id": image_id, "category_id": cid,
                 "bbox": [round(x1 * w, 2), round(y1 * h, 2), round(bw, 2), round(bh, 2)], "area": round(bw * bh, 2), "iscrowd": 0})
-            boxes_count[part][cls] += 1
+            done.boxes[part][cls] += 1
         (out / "labels" / part / f"{Path(name).stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-        n_images[part] += 1
-        images_out.append({
+        done.n_images[part] += 1
+        done.images.append({
             "file": f"images/{part}/{name}", "sha256": sha256_file(img_path), "split": part, "group": first.group,
             "camera": first.camera, "opened_at": first.record.case.opened_at.isoformat(), "source": first.source,
             "match_diff": first.match_diff, "boxes": [c for c, _ in labels[:judged]], "pseudo_boxes": [c for c, _ in labels[judged:]],
@@ -511,15 +582,20 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
                        "by": m.decision.actor, "at": m.decision.at.isoformat(), "category": m.record.case.category.value,
                        "model": m.record.case.model, "box_by_reviewer": m.box_by_reviewer, "evidence": m.evidence} for m in members],
         })
+    for part in ("train", "val"):
+        (out / "annotations" / f"{part}.json").write_text(json.dumps(coco[part], ensure_ascii=False))
+    return done
 
-    # verifier crops: one per case, near-duplicates (same camera and label) kept once
-    crops_out, crop_counts, dup_crops = [], {"train": Counter(), "val": Counter()}, 0
+
+def _write_verifier_crops(samples: list[DecidedCase], split: list[str], out: Path) -> _CropSet:
+    """crops/<split>/<label>/: one crop per case, near-duplicates (same camera and label) kept once."""
+    done = _CropSet([], {"train": Counter(), "val": Counter()})
     kept: list[tuple[str, str, int]] = []
     for i, s in enumerate(samples):
         label = s.record.case.category.value if s.decision.action == "confirm" else \
             not_a_problem_label(s.record.case.category, s.decision.reason)
         if any(cam == s.camera and lab == label and hamming(h, s.crop_dhash) <= DUP_BITS for cam, lab, h in kept):
-            dup_crops += 1
+            done.dup_crops += 1
             continue
         kept.append((s.camera, label, s.crop_dhash))
         part = split[i]
@@ -527,53 +603,46 @@ def export_dataset(records: list[CaseRecord], evidence_dir: Path, out: Path, *, 
         d.mkdir(parents=True, exist_ok=True)
         p = d / f"{s.record.case_id}.jpg".replace("/", "_")
         cv2.imwrite(str(p), s.crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        crop_counts[part][label] += 1
-        crops_out.append({"file": p.relative_to(out).as_posix(), "sha256": sha256_file(p), "label": label, "split": part,
-                          "case_id": s.record.case_id, "camera": s.camera, "group": s.group})
+        done.counts[part][label] += 1
+        done.crops.append({"file": p.relative_to(out).as_posix(), "sha256": sha256_file(p), "label": label, "split": part,
+                           "case_id": s.record.case_id, "camera": s.camera, "group": s.group})
+    return done
 
-    for part in ("train", "val"):
-        (out / "annotations" / f"{part}.json").write_text(json.dumps(coco[part], ensure_ascii=False))
-    data_yaml = out / "data.yaml"
-    data_yaml.write_text(yaml.safe_dump({"path": str(out.resolve()), "train": "images/train", "val": "images/val",
-                                         "nc": len(names), "names": dict(enumerate(names))}, sort_keys=False, allow_unicode=True))
+
+def _manifest(cases: StoredCases, options: ExportOptions, picked: _Picked, names: list[str], counts: dict,
+              detector_set: _DetectorSet, crop_set: _CropSet) -> dict:
+    samples = picked.samples
     times = [s.decision.at for s in samples]
     opened = [s.record.case.opened_at for s in samples]
-    counts = {
-        part: {"images": n_images[part], "boxes": dict(boxes_count[part]), "hard_negative_images": negatives[part],
-               "verifier_crops": dict(crop_counts[part])} for part in ("train", "val")
-    }
-    manifest = {
+    since, until = options.since, options.until
+    return {
         "format": FORMAT, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": {"database": source, "evidence_dir": str(evidence_dir.resolve()),
+        "source": {"database": cases.source, "evidence_dir": str(Path(cases.evidence_dir).resolve()),
                    "since": since.isoformat() if since else None, "until": until.isoformat() if until else None},
-        "decisions": {"confirm": decisions["confirm"], "reject": decisions["reject"], "used": len(samples),
-                      "skipped": dict(skipped), "evidence_problems": dict(problems)},
+        "decisions": {"confirm": picked.decisions["confirm"], "reject": picked.decisions["reject"], "used": len(samples),
+                      "skipped": dict(picked.skipped), "evidence_problems": dict(picked.problems)},
         "date_range": {"decided_first": min(times).isoformat() if times else None, "decided_last": max(times).isoformat() if times else None,
                        "opened_first": min(opened).isoformat() if opened else None, "opened_last": max(opened).isoformat() if opened else None},
         "cameras": dict(Counter(s.camera for s in samples)),
         "classes": names, "class_rule": "detail's track class, else CATEGORY_CLASS of the final category",
-        "split": {"rule": f"same camera within {window_s:g} s, or near-duplicate images, share a group; groups by seeded hash",
-                  "val_fraction": val_fraction, "seed": seed, "window_s": window_s, "dup_bits": DUP_BITS},
+        "split": {"rule": f"same camera within {options.window_s:g} s, or near-duplicate images, share a group; groups by seeded hash",
+                  "val_fraction": options.val_fraction, "seed": options.seed, "window_s": options.window_s, "dup_bits": DUP_BITS},
         "counts": counts,
-        "duplicates": {"images_merged": dup_images, "crops_dropped": dup_crops, "conflicting_boxes_dropped": conflicts,
-                       "boxes_not_in_classes": not_in_classes},
-        "pseudo_labels": {"model": getattr(pseudo_detector, "version", None), "min_score": pseudo_min_score,
-                          "boxes": dict(pseudo_count)} if pseudo_detector is not None else None,
-        "images": images_out, "crops": crops_out,
+        "duplicates": {"images_merged": detector_set.dup_images, "crops_dropped": crop_set.dup_crops,
+                       "conflicting_boxes_dropped": detector_set.conflicts, "boxes_not_in_classes": detector_set.not_in_classes},
+        "pseudo_labels": {"model": getattr(options.pseudo_detector, "version", None), "min_score": options.pseudo_min_score,
+                          "boxes": dict(detector_set.pseudo)} if options.pseudo_detector is not None else None,
+        "images": detector_set.images, "crops": crop_set.crops,
     }
-    manifest_path = out / "manifest.json"
-    manifest_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
-    log.info("export at %s: %s", out, counts)
-    return ExportResult(out, data_yaml, manifest_path, counts)
 
 
-def export_from_store(db_url: str, evidence_dir: Path, out: Path, **kw) -> ExportResult:
-    """Open the store at `db_url`, read every case, export (see `export_dataset`)."""
+def export_from_store(db_url: str, evidence_dir: Path, out: Path, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Open the store at `db_url`, read every case decided before `options.until`, export (see `export_dataset`)."""
     from citypatrol.pipeline.store.case_store import open_store
     from citypatrol.pipeline.store.engine import redact
 
     with open_store(db_url) as store:
-        until = kw.get("until")
+        until = options.until
         records = []
         offset = 0
         while True:  # decided cases were opened before `until`; page through them
@@ -583,7 +652,8 @@ def export_from_store(db_url: str, evidence_dir: Path, out: Path, **kw) -> Expor
                 break
             offset += 1000
         opening, reviewed = opening_boxes(store.engine), reviewed_boxes(store.engine)
-    return export_dataset(records, evidence_dir, out, source=redact(db_url), opening_boxes=opening, reviewed_boxes=reviewed, **kw)
+    cases = StoredCases(records, Path(evidence_dir), redact(db_url), opening, reviewed)
+    return export_dataset(cases, out, options)
 
 
 def opening_boxes(engine) -> dict[str, tuple[float, float, float, float]]:  # noqa: ANN001

@@ -44,7 +44,7 @@ def export_cmd(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config whose models make the pseudo-labels (default: the built-in models)."),
 ) -> None:
     """Confirmed cases → positives, rejected → hard negatives and 'not a problem' crops; YOLO + COCO + manifest."""
-    from citypatrol.models.training.export import export_from_store
+    from citypatrol.models.training.export import ExportOptions, export_from_store
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not evidence.is_dir():
@@ -57,9 +57,10 @@ def export_cmd(
         from citypatrol.pipeline.config.loading import load_config
 
         detector = load_promoted((load_config(config) if config else Config()).models)
-    res = export_from_store(db, evidence, out, since=_when(since, "--since"), until=_when(until, "--until"),
+    options = ExportOptions(since=_when(since, "--since"), until=_when(until, "--until"),
                             classes=[c.strip() for c in classes.split(",")] if classes else None,
                             val_fraction=val_fraction, seed=seed, window_s=window_s, pseudo_detector=detector)
+    res = export_from_store(db, evidence, out, options)
     manifest = json.loads(res.manifest.read_text())
     table = Table("split", "images", "boxes", "hard negatives", "verifier crops")
     for part, c in res.counts.items():

@@ -1,4 +1,4 @@
-"""Commands of distributed mode: `worker`, `casekeeper`, `batch-queue` and `cluster status` (see `distributed.py`)."""
+"""Commands of distributed mode: `worker`, `casekeeper`, `batch-queue` and `cluster status` (see `distributed/protocol.py`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Configuration: strict pydantic models for everything a deployment sets.
 
 Unknown keys are errors, every field has bounds and a description, and cross-field checks run
-once at load. `load_config` (in `configfile.py`) reads YAML, resolves `${VAR}` secrets and turns
+once at load. `load_config` (in `config/loading.py`) reads YAML, resolves `${VAR}` secrets and turns
 validation errors into messages that name the file and the key path.
 """
 

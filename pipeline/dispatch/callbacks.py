@@ -1,7 +1,7 @@
 """Status callbacks from the dispatch system (处置反馈): verify, then move the case.
 
 The dispatch system POSTs a signed JSON body (same scheme as citypatrol's own messages, see
-`signing.py`, keyed by `dispatch.callback_secret`, or `dispatch.secret` when that is empty):
+`dispatch/signing.py`, keyed by `dispatch.callback_secret`, or `dispatch.secret` when that is empty):
 
     {"callback_id": "unique per callback", "case_id": "…", "status": "dispatched|handled|rejected|overdue",
      "at": "2025-05-01T10:00:00+08:00" (optional, kept in the audit reason), "note": "…" (optional)}

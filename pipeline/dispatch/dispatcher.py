@@ -1,8 +1,8 @@
 """The dispatcher: delivers outbox messages to the dispatch system, exactly once as far as the
 receiver can tell.
 
-Each round (`run_once`) claims the due messages (a lease; see `store_outbox.py` — safe with several
-dispatchers on one database), builds each body from the case as stored now (`dispatch_message.py`),
+Each round (`run_once`) claims the due messages (a lease; see `store/outbox.py` — safe with several
+dispatchers on one database), builds each body from the case as stored now (`dispatch/message.py`),
 signs it and hands it to the adapter (HTTP, MQTT or JSONL file) with the idempotency key (the case
 id for a first submission). Then, per outcome:
 

@@ -2,7 +2,7 @@
 
 Headers: Content-Type JSON, `Idempotency-Key` (the case id for a first submission),
 `X-Citypatrol-Case-Id`, `X-Citypatrol-Kind`, `X-Citypatrol-Timestamp` and
-`X-Citypatrol-Signature` (HMAC-SHA256 over timestamp + body, see `signing.py`).
+`X-Citypatrol-Signature` (HMAC-SHA256 over timestamp + body, see `dispatch/signing.py`).
 
 Answers: 2xx = delivered; 409 = the receiver already has this idempotency key = delivered (a
 resend after a crash or a lost answer); 408, 425, 429, 5xx, timeouts and connection errors are

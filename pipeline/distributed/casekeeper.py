@@ -17,7 +17,7 @@ twice. A message that cannot be applied for another reason (a bug) is set aside 
 `<prefix>:dead` with the error, acknowledged, and counted.
 
 Segment results (`batch-queue`) are applied per file in segment order; one that arrives early
-waits, unacknowledged, for its predecessor (see `distributed_segments.py`).
+waits, unacknowledged, for its predecessor (see `distributed/segments.py`).
 
 `--replay`: re-read every retained entry of the owned streams (XGROUP SETID 0), with high-water
 marks from the store only (after restoring the database from a backup, say). Stopping

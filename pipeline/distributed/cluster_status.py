@@ -2,7 +2,7 @@
 
 An operator running workers and casekeepers on several servers needs one answer to "is every
 camera watched, and are its cases being built?". Everything needed is already in Redis (see
-`distributed.py`): live members, camera and shard leases, measured costs, each camera's stream
+`distributed/protocol.py`): live members, camera and shard leases, measured costs, each camera's stream
 clock (written by its owner every heartbeat: the capture time of its last analysed frame) and
 how far its events are applied (written by the
 casekeeper), the event streams' backlog and the dead letters. `read_cluster` gathers it in a few

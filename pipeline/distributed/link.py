@@ -1,7 +1,7 @@
 """A worker's one thread that talks to Redis: heartbeat (membership, leases, balancing, segment
 tasks) and publishing, so the detector loop never waits on Redis.
 
-The detector loop (`worker.py`) and this thread talk through two queues:
+The detector loop (`distributed/worker.py`) and this thread talk through two queues:
 - `orders` (link → loop): start a claimed camera (with the clock to continue from), stop one
   (released, or lost to another worker), analyse a segment task;
 - `send` (loop → link): a frame message, a finished segment, a camera closed (release its lease

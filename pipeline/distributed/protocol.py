@@ -1,7 +1,7 @@
 """Distributed mode over Redis: the pure parts (key names, shards, balancing, messages).
 
-How the pieces fit (the I/O lives in `distributed_redis.py`, `worker.py`, `casekeeper.py`,
-`distributed_segments.py`):
+How the pieces fit (the I/O lives in `distributed/redis_client.py`, `distributed/worker.py`, `distributed/casekeeper.py`,
+`distributed/segments.py`):
 
 - **Workers** (`citypatrol worker`) claim cameras through leases: `SET <prefix>:lease:cam:<id>
   <worker> NX PX lease_ms`, renewed every heartbeat by a compare-and-renew script. A worker that
@@ -36,7 +36,7 @@ How the pieces fit (the I/O lives in `distributed_redis.py`, `worker.py`, `casek
   skipped instead of counted again; case ids are deterministic, so even a full replay into an
   empty builder finds the cases it would open already stored.
 - **Recorded footage** (`citypatrol batch-queue`) is split into segments on a work queue; see
-  `distributed_segments.py`.
+  `distributed/segments.py`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`citypatrol worker`: analyse the cameras (and footage segments) this process holds, publish events.
 
-Reads top to bottom: connect to Redis and start the link thread (`distributed_link.py`: leases,
-balancing, segment tasks, publishing); then loop like the live runner (`live.py`): act on the
+Reads top to bottom: connect to Redis and start the link thread (`distributed/link.py`: leases,
+balancing, segment tasks, publishing); then loop like the live runner (`live/runner.py`): act on the
 link's orders (open a claimed camera, close a released or lost one, open a segment), take the
 newest frame of each camera from the board (segments wait their turn instead: every sampled
 frame of a recording is analysed), detect in one batch, run tracking and rules (`Analyzer`,

@@ -4,7 +4,7 @@ A truth file (`sample_videos/<name>.truth.yaml`) lists the problems in one video
 category, a normalised box, and stream times, plus the camera config the footage is judged under.
 A case matches a truth item when the categories are equal, the boxes overlap, and the case opened
 after the problem began plus the dwell (within a tolerance) and before it ended. Pure logic: the
-runner that produces the cases lives in `evaluate_run.py`.
+runner that produces the cases lives in `evaluation/run.py`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A `HealthMonitor` per camera watches its frames and its source's state and reports each fault
 as a `HealthEvent` when it starts (`ended_at` None) and again when it ends (same `started_at`,
 `ended_at` set). Pure logic: frames come in as arrays, times are passed in, nothing is read or
-written. The measures live in `health_measures.py`; thresholds in `HealthSettings` (config
+written. The measures live in `health/measures.py`; thresholds in `HealthSettings` (config
 section `health:`).
 
 Conditions and the choices behind them

@@ -3,13 +3,13 @@
 `open_store(url)` connects, upgrades the schema to the newest revision and returns a `Store`.
 Every public method is one transaction; what goes in are the pipeline contracts (`Case`,
 `Event`, `CaseStatus`, config `Camera`/`Location`/`CodeEntry`, the case builder's `CaseChange`)
-and what comes out are frozen records (`store_records.py`), never ORM objects.
+and what comes out are frozen records (`store/records.py`), never ORM objects.
 
 Writes are idempotent where the pipeline may replay them: a case id opens once, an event id is
 stored once (`attach_sighting` returns False on a replay), an outbox idempotency key is queued
 once, evidence is keyed by (case, path), and times and counters only move forward.
 
-Status changes go through the case state machine (`case_states.py`); a refused change raises
+Status changes go through the case state machine (`cases/states.py`); a refused change raises
 `InvalidTransition` and writes nothing, including any outbox message given with it.
 
 The case builder's changes map as (`apply_change` does this in one transaction):

@@ -1,7 +1,7 @@
 """Tables of the closed loop with the dispatch system: callback receipts and handling deadlines.
 
 Declared on the store's `Base` (same naming convention and metadata); the Alembic revision
-`0003_dispatch` creates them. Only `store_outbox.py` uses these models; callers get plain values.
+`0003_dispatch` creates them. Only `store/outbox.py` uses these models; callers get plain values.
 
 - `callback_receipts`: one row per status callback accepted from the dispatch system, keyed by the
   callback's own id, so a replayed callback is refused by the primary key (inside the same
@@ -12,7 +12,7 @@ Declared on the store's `Base` (same naming convention and metadata); the Alembi
   (`sla`) or as reported by the dispatch system (`dispatch`).
 
 The outbox itself needs no extra columns: a claim is a lease written into `next_attempt_at`
-(see `store_outbox.py`).
+(see `store/outbox.py`).
 """
 
 from __future__ import annotations

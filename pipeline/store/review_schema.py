@@ -2,12 +2,12 @@
 the zones edited in the browser (one row per saved version).
 
 Declared on the store's `Base`, so they share its naming convention and metadata (the Alembic
-revision `0002_review` creates them). Only `store_users.py` and `store_review.py` use these
+revision `0002_review` creates them). Only `store/users.py` and `store/review.py` use these
 models; callers get frozen records.
 
 Choices worth knowing:
 - Session and API token secrets are never stored: only their SHA-256 (they are 256-bit random
-  values, so a fast hash is enough; passwords, being human, get argon2 in `store_users.py`).
+  values, so a fast hash is enough; passwords, being human, get argon2 in `store/users.py`).
 - `audit_log.case_id` is not a foreign key: the audit trail outlives what it talks about.
 - Zones are stored as whole versions per camera (JSON list of zone dicts in the config's shape),
   so any earlier version can be read back and a concurrent edit is caught by its version number.

@@ -2,8 +2,8 @@
 
 These models are the single description of the schema: Alembic revisions under `migrations/`
 are written against them, and a test checks that a migrated database matches them exactly.
-Nothing outside `store.py` (and migrations) should import this module — callers get frozen
-records from `store_records.py`, never ORM objects.
+Nothing outside `store/case_store.py` (and migrations) should import this module — callers get frozen
+records from `store/records.py`, never ORM objects.
 
 Choices worth knowing:
 - Categories, statuses and kinds are plain strings, validated in Python, so adding a category
@@ -82,14 +82,10 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
-class CameraRow(Base):
-    """A camera as last configured: name, place and site, for listing and reports."""
+class PlaceColumns:
+    """Where a camera is (and, snapshotted on a case, where it was when the case opened), and when
+    the row was written."""
 
-    __tablename__ = "cameras"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), default="")
-    site: Mapped[str] = mapped_column(String(64), default="")
     lon: Mapped[float | None] = mapped_column(Float)
     lat: Mapped[float | None] = mapped_column(Float)
     address: Mapped[str] = mapped_column(String(300), default="")
@@ -99,7 +95,17 @@ class CameraRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class CaseRow(Base):
+class CameraRow(PlaceColumns, Base):
+    """A camera as last configured: name, place and site, for listing and reports."""
+
+    __tablename__ = "cameras"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    site: Mapped[str] = mapped_column(String(64), default="")
+
+
+class CaseRow(PlaceColumns, Base):
     """One problem at one place; the codes and location are a snapshot taken when it opened."""
 
     __tablename__ = "cases"
@@ -132,13 +138,6 @@ class CaseRow(Base):
     category_code: Mapped[str] = mapped_column(String(32), default="")
     category_name: Mapped[str] = mapped_column(String(100), default="")
     category_major: Mapped[str] = mapped_column(String(100), default="")
-    lon: Mapped[float | None] = mapped_column(Float)
-    lat: Mapped[float | None] = mapped_column(Float)
-    address: Mapped[str] = mapped_column(String(300), default="")
-    district: Mapped[str] = mapped_column(String(100), default="")
-    grid_code: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SightingRow(Base):

@@ -1,6 +1,6 @@
 """Every table of the store on one metadata: import this module to get the whole schema.
 
-The case tables live in `store_schema.py`; other areas declare theirs on the same `Base` in their
+The case tables live in `store/schema.py`; other areas declare theirs on the same `Base` in their
 own modules (review: users, sessions, tokens, audit log, zone versions; dispatch: callback
 receipts, deadlines). A table exists for the ORM only once its module is imported, so the
 Alembic environment, the schema test and `Store` import this one module rather than each list

@@ -23,7 +23,7 @@ from citypatrol.models.detections import Detections
 from citypatrol.models.promotion import ModelState, PromotionError, load_promoted, with_weights
 from citypatrol.models.shadow import disagreements, run_shadow
 from citypatrol.models.training.compare import compare
-from citypatrol.models.training.export import export_from_store, group_and_split
+from citypatrol.models.training.export import ExportOptions, export_from_store, group_and_split
 from citypatrol.models.training.train import TrainSettings, train
 from citypatrol.models.training.verifier_data import export_crops, garbage_cn_crops
 from citypatrol.models.verifier import CropVerifier, measure, train_verifier
@@ -43,7 +43,7 @@ BASE = ASSETS / "models/yolo11n_coco_recovered.pt"
 
 @pytest.fixture(scope="module")
 def exported(seeded: Seeded, decided: Decided, tmp_path_factory):
-    return export_from_store(seeded.db_url, seeded.evidence, tmp_path_factory.mktemp("export"), classes=["coco"])
+    return export_from_store(seeded.db_url, seeded.evidence, tmp_path_factory.mktemp("export"), ExportOptions(classes=["coco"]))
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_export_labels_the_objects_no_reviewer_judged_with_the_models_in_use(see
     """The exported frames show the whole car park: the other parked cars get pseudo-labels from
     the COCO model, the reviewers' boxes stay as drawn, and nothing is labelled where a reviewer
     called the car a false alarm."""
-    res = export_from_store(seeded.db_url, seeded.evidence, tmp_path / "export", classes=["coco"], pseudo_detector=coco_detector)
+    res = export_from_store(seeded.db_url, seeded.evidence, tmp_path / "export", ExportOptions(classes=["coco"], pseudo_detector=coco_detector))
     m = json.loads(res.manifest.read_text())
     assert m["pseudo_labels"]["model"] == coco_detector.version and m["pseudo_labels"]["boxes"].get("car", 0) >= 2, m["pseudo_labels"]
     for img in m["images"]:

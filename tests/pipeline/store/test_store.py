@@ -62,7 +62,7 @@ def test_empty_database_is_migrated_to_head_and_matches_the_models(db_url):
             assert MigrationContext.configure(conn).get_current_heads() == (scripts.get_current_head(),)
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
             tables = set(conn.dialect.get_table_names(conn))
-        assert diff == [], f"the migrations and the models in store_tables.py disagree: {diff}"
+        assert diff == [], f"the migrations and the models in store/tables.py disagree: {diff}"
         assert {"cameras", "cases", "case_sightings", "case_transitions", "evidence", "outbox"} <= tables
     with open_store(db_url) as again:  # opening a current database is a no-op
         assert again.list_cases() == []

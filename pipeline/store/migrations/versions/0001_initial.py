@@ -4,7 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-25
 
-Written against `store_schema.py` as of this revision and frozen here: revisions use plain
+Written against `store/schema.py` as of this revision and frozen here: revisions use plain
 SQLAlchemy types (no imports from the live models), so later model changes cannot rewrite history.
 Times are `DateTime(timezone=True)` (timestamptz on PostgreSQL, ISO text in UTC on SQLite).
 """

@@ -4,7 +4,7 @@ Revision ID: 0002_review
 Revises: 0001
 Create Date: 2026-11-25
 
-Frozen against `store_review_schema.py` as of this revision (plain SQLAlchemy types only).
+Frozen against `store/review_schema.py` as of this revision (plain SQLAlchemy types only).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Revision ID: 0003_dispatch
 Revises: 0002_review
 Create Date: 2026-11-25
 
-Frozen against `store_dispatch_schema.py` as of this revision (plain SQLAlchemy types only).
+Frozen against `store/dispatch_schema.py` as of this revision (plain SQLAlchemy types only).
 """
 
 from __future__ import annotations
