@@ -26,6 +26,7 @@ from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.analyzer import Analyzer
 from citypatrol.pipeline.config.models import Camera, Config
 from citypatrol.pipeline.batch.outputs import DetectionLog, SampleFrames
+from citypatrol.pipeline.detection_schedule import DetectionSchedule
 from citypatrol.pipeline.sinks.recorder import CaseRecorder, ClipSource
 from citypatrol.pipeline.cases.review_policy import ReviewPolicy
 from citypatrol.pipeline.store.case_store import Store, open_store
@@ -125,6 +126,7 @@ def run_batch(
     dlog = DetectionLog(out_dir / "detections.jsonl")
     samples = SampleFrames(out_dir / "frames", every_s=sample_every_s)
     outcomes = {c.id: CameraOutcome(c.id, Path(c.source).name) for c in cameras}
+    schedule = DetectionSchedule(detector, config, cameras)  # each model at the cadence its rules need
 
     sources: dict[str, Source] = {}
     for cam in cameras:
@@ -148,7 +150,7 @@ def run_batch(
             tasks[cid] = progress.add_task(f"  {outcomes[cid].source}", total=totals[cid])
         batch_size = max(d.batch for d in config.models.detectors)
         for batch in _round_robin(sources, batch_size, outcomes):
-            dets = detector.detect([f.image for f in batch])
+            dets = schedule.detect(batch)
             for frame, d in zip(batch, dets):
                 result = analyzer.process(frame, d)
                 dlog.write(frame, d)

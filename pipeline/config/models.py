@@ -117,6 +117,15 @@ class RuleSettings(Strict):
     dwell_s: float = Field(300, ge=0, le=86400, description="Seconds of stream time the problem must persist.")
     min_score: float = Field(0.35, ge=0, le=1, description="Minimum detector confidence for a cue.")
     classes: list[str] = Field(default_factory=list, description="Canonical classes this rule looks for (empty = rule default).")
+    look_every_s: float = Field(
+        0, ge=0, le=3600,
+        description="How often (stream seconds) the models feeding this rule must look; between looks the rule sees their "
+                    "newest detections. 0 = every analysed frame.",
+    )
+
+    def watched_classes(self) -> list[str]:
+        """Every detector class this rule reads (what decides which models feed it)."""
+        return list(self.classes)
 
 
 class ParkingSettings(RuleSettings):
@@ -126,6 +135,9 @@ class ParkingSettings(RuleSettings):
         default_factory=list,
         description="Bicycle/e-bike classes reported as 非机动车乱停放 (e.g. ['bicycle', 'motorcycle']); empty = off.",
     )
+
+    def watched_classes(self) -> list[str]:
+        return [*self.classes, *self.nonmotor_classes]
 
 
 class VendingSettings(RuleSettings):
@@ -139,6 +151,9 @@ class VendingSettings(RuleSettings):
     min_people: int = Field(1, ge=0, le=50, description="People needed near the cue cluster.")
     cluster_radius: float = Field(0.12, gt=0, le=1, description="Cluster radius, as a fraction of the frame diagonal.")
 
+    def watched_classes(self) -> list[str]:
+        return [*self.classes, *self.cue_classes, "person"]
+
 
 class GarbageSettings(RuleSettings):
     dwell_s: float = Field(600, ge=0, le=86400)
@@ -146,6 +161,10 @@ class GarbageSettings(RuleSettings):
     pile_classes: list[str] = Field(default_factory=lambda: ["garbage_pile", "garbage"], description="Classes that are exposed garbage.")
     bin_classes: list[str] = Field(default_factory=lambda: ["garbage_bin"])
     near_bin: float = Field(0.5, ge=0, le=5, description="Garbage within this many bin-widths of a bin counts as overflow of that bin.")
+    look_every_s: float = Field(30, ge=0, le=3600, description="Bins fill and garbage piles up over minutes: the models feeding this rule look every 30 s.")
+
+    def watched_classes(self) -> list[str]:
+        return [*self.classes, *self.pile_classes, *self.bin_classes]
 
 
 class BillboardSettings(RuleSettings):
@@ -153,6 +172,7 @@ class BillboardSettings(RuleSettings):
     classes: list[str] = Field(default_factory=lambda: ["billboard"])
     scene_change: bool = Field(True, description="Also report new persistent objects in ad_area zones against the reference image.")
     scene_change_threshold: float = Field(0.35, gt=0, le=1, description="Share of an ad_area that must differ from the reference.")
+    look_every_s: float = Field(60, ge=0, le=3600, description="Billboards go up over minutes: the models feeding this rule look every 60 s.")
 
 
 class Rules(Strict):
@@ -222,7 +242,19 @@ class DetectorConfig(Strict):
     )
 
 
+class ChangeGate(Strict):
+    """Don't look when nothing changed: a frame whose watched zones look like the camera's last
+    looked-at frame (a small grey picture, compared pixel by pixel) reuses that frame's detections,
+    so dwell goes on; every `max_skipped`+1-th frame is looked at whatever it shows."""
+
+    enabled: bool = Field(True, description="Skip the detectors on frames where nothing changed in the zones.")
+    pixel_diff: int = Field(20, ge=1, le=255, description="Grey levels a pixel of the 160×90 picture must change by to count.")
+    min_changed: int = Field(3, ge=1, le=10000, description="Changed pixels (of 160×90, inside the zones) that make the detectors look.")
+    max_skipped: int = Field(5, ge=0, le=1000, description="Frames in a row that may reuse detections before a look regardless.")
+
+
 class ModelsConfig(Strict):
+    change_gate: ChangeGate = Field(default_factory=ChangeGate, description="Skip the detectors on frames where nothing changed.")
     detectors: list[DetectorConfig] = Field(
         default_factory=lambda: [
             DetectorConfig(name="coco", weights="yolo11n-coco-openvino-int8"),

@@ -45,6 +45,7 @@ from sqlalchemy.engine import make_url
 from citypatrol.annotate.evidence import clip_bytes_from_file, clip_bytes_from_frames
 from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.analyzer import Analyzer
+from citypatrol.pipeline.detection_schedule import DetectionSchedule
 from citypatrol.pipeline.config.models import Camera, Config
 from citypatrol.pipeline.distributed.protocol import CostMeter, FrameMessage, SegmentResult, TickGate, clip_key, continued_pts
 from citypatrol.pipeline.distributed.link import StartCamera, StartSegment, StopCamera, WorkerLink
@@ -111,6 +112,7 @@ class Worker:
         self.stop = stop or threading.Event()
         self.cameras = [c for c in config.cameras if c.enabled]
         self.analyzer = Analyzer(config, detector.classes, build_cases=False)
+        self.schedule = DetectionSchedule(detector, config)  # each model at the cadence its rules need
         self.board = FrameBoard()
         self.routes: dict[str, _CameraRoute | _SegmentRoute] = {}
         self.ticks = TickGate(self.d.tick_s)
@@ -166,6 +168,8 @@ class Worker:
         if self.saved_zones is not None:
             cam = self.saved_zones.apply([cam])[0]  # zones drawn in the review center replace the config's
         self.analyzer.add_camera(cam)  # a fresh tracker: dwell is measured again by this worker
+        self.schedule.forget(cam.id)
+        self.schedule.set_camera(cam)
         self.ticks.forget(cam.id)
         try:
             source = open_source(cam.id, cam.source, cam.cadence_s, start_wall=_start_wall(cam), open_timeout_s=live.open_timeout_s,
@@ -195,6 +199,7 @@ class Worker:
         board_id = f"segment:{task.job}:{task.camera_id}:{task.index}"
         analyzer = Analyzer(self.config, self.detector.classes, build_cases=False)
         analyzer.add_camera(cam)
+        self.schedule.set_camera(cam, as_id=board_id)
         route = _SegmentRoute(task, entry_id, cam, analyzer, None, None, TickGate(self.d.tick_s))
         try:
             inner = open_source(board_id, task.file, cam.cadence_s, start_wall=_start_wall(cam), start_s=task.warmup)
@@ -215,6 +220,7 @@ class Worker:
         held = [r.camera for r in self.routes.values() if isinstance(r, _CameraRoute)]
         for cam in self.saved_zones.changed(held):
             self.analyzer.set_camera(cam)
+            self.schedule.set_camera(cam)
             self.routes[cam.id].camera = cam
 
     def _measure_costs(self) -> None:
@@ -235,7 +241,7 @@ class Worker:
     def _analyse(self, taken: Sequence) -> None:
         t = time.perf_counter()
         try:
-            detections = self.detector.detect([a.frame.image for a in taken])
+            detections = self.schedule.detect([a.frame for a in taken])
         except Exception as exc:  # a failed call loses this batch, not the worker
             self.errors += 1
             log.error("detector failed on a batch of %d: %s", len(taken), exc)
@@ -345,6 +351,7 @@ class Worker:
                 route.error = route.error or route.feed.error
                 self._closer.submit(route.feed.close)
             del self.routes[board_id]
+            self.schedule.forget(board_id)
             t = route.task
             result = SegmentResult(t.job, t.camera_id, t.index, t.count, self.worker_id, tuple(route.frames), route.error,
                                    route.camera.site, route.camera.name)  # fmt: skip

@@ -9,7 +9,7 @@ Per camera (label `camera`):
   citypatrol_camera_lag_seconds, citypatrol_camera_last_frame_age_seconds,
   citypatrol_camera_skipped_frames_total, citypatrol_camera_reconnects_total,
   citypatrol_camera_decode_errors_total, citypatrol_camera_corrupt_packets_total,
-  citypatrol_camera_cases_opened_total, citypatrol_camera_frames_withheld_total,
+  citypatrol_camera_cases_opened_total, citypatrol_camera_frames_withheld_total, citypatrol_camera_frames_gated_total,
   citypatrol_camera_up (1 while running),
   citypatrol_camera_state{state=…} (1 for the current state, 0 for the others).
 Runner: citypatrol_live_info{state, model}, citypatrol_detector_batches_total,
@@ -57,6 +57,7 @@ class LiveCollector(Collector):
         yield per_camera(CounterMetricFamily, "citypatrol_camera_corrupt_packets", "Packets the decoder rejected.", lambda c: c.corrupt_packets)
         yield per_camera(CounterMetricFamily, "citypatrol_camera_cases_opened", "Cases opened on the camera since the runner started.", lambda c: c.cases_opened)
         yield per_camera(CounterMetricFamily, "citypatrol_camera_frames_withheld", "Frames a live hook kept from the rules (camera health).", lambda c: c.withheld)
+        yield per_camera(CounterMetricFamily, "citypatrol_camera_frames_gated", "Frames no model looked at: nothing had changed in the zones.", lambda c: c.gated)
         yield per_camera(GaugeMetricFamily, "citypatrol_camera_up", "1 while the camera delivers frames.", lambda c: 1 if c.state == "running" else 0)
         state = GaugeMetricFamily("citypatrol_camera_state", "The camera source's state (1 = current).", labels=["camera", "state"])
         for c in cams:

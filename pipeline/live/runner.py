@@ -50,6 +50,7 @@ from citypatrol.pipeline.sinks.second_stage import Check
 from citypatrol.pipeline.live.status import LiveStatus, StatusBook, write_status
 from citypatrol.pipeline.live.zones import SavedZones
 from citypatrol.pipeline.cases.review_policy import ReviewPolicy
+from citypatrol.pipeline.detection_schedule import DetectionSchedule
 from citypatrol.pipeline.health.live import live_hook as health_live_hook
 from citypatrol.pipeline.sinks.recorder import CaseRecorder
 from citypatrol.pipeline.store.case_store import Store, open_store
@@ -117,7 +118,9 @@ def run_live(
     recorder = CaseRecorder(store, config, config.storage.evidence_dir, cameras, policy=policy, check=check)
     hooks = [*hooks, *_health_hooks(config, cameras, store)]
     board = FrameBoard()
+    schedule = DetectionSchedule(detector, config, cameras)  # each model at the cadence its rules need
     book = StatusBook(cameras, model=detector.version, interval_s=live.status_interval_s)
+    book.gated = schedule.gated.copy  # dict.copy is atomic: the detector loop adds to it meanwhile
 
     feeds: dict[str, Feed] = {}
     for cam in cameras:
@@ -161,7 +164,7 @@ def run_live(
             if admitted:
                 t = time.monotonic()
                 try:
-                    detections = detector.detect([a.frame.image for a in admitted])
+                    detections = schedule.detect([a.frame for a in admitted])
                 except Exception as exc:  # a failed call loses this batch, not the run
                     errors += 1
                     log.error("detector failed on a batch of %d: %s", len(admitted), exc)
@@ -184,6 +187,7 @@ def run_live(
             if saved_zones.due():
                 for cam in saved_zones.changed([analyzer.camera(c).camera for c in feeds]):
                     analyzer.set_camera(cam)
+                    schedule.set_camera(cam)
                     recorder.writer.cameras[cam.id] = cam
             if time.monotonic() >= next_status:
                 status = book.snapshot()

@@ -48,6 +48,7 @@ class CameraStatus:
     corrupt_packets: int = 0
     cases_opened: int = 0
     withheld: int = 0  # frames a live hook kept from the rules (camera health: moved, frozen)
+    gated: int = 0  # frames no model looked at: nothing had changed in the zones (models.change_gate)
     last_error: str = ""
 
 
@@ -109,6 +110,7 @@ class StatusBook:
         self._detect_s = 0.0
         # camera id -> () -> (source stats or None, board skips, feed error); set by the runner
         self.readers: dict[str, Callable[[], tuple[SourceStats | None, int, str]]] = {}
+        self.gated: Callable[[], dict[str, int]] = dict  # camera id -> frames the change gate let pass unlooked
 
     def set_state(self, state: str) -> None:
         with self._lock:
@@ -140,6 +142,7 @@ class StatusBook:
     def snapshot(self) -> LiveStatus:
         now = time.monotonic()
         cams = []
+        gated = self.gated()
         with self._lock:
             for cam in self._cameras:
                 c = self._counters[cam.id]
@@ -168,6 +171,7 @@ class StatusBook:
                     decode_errors=stats.decode_errors,
                     corrupt_packets=stats.corrupt_packets,
                     cases_opened=c.cases_opened,
+                    gated=gated.get(cam.id, 0),
                     withheld=c.withheld,
                     last_error=error or stats.last_error,
                 ))
