@@ -205,6 +205,23 @@ def test_tokens_can_be_revoked_and_disabled_users_lose_their_sessions(api_server
     assert {"token.create", "token.revoke", "user.disable", "user.add"} <= set(actions)
 
 
+def test_user_names_are_one_account_whatever_their_case(api_server):
+    admin = api_server.client(M)
+    added = admin.post("/api/v1/users", json={"username": "Wang.Li", "password": "long enough pass", "role": "reviewer"})
+    assert added.status_code == 201 and added.json()["username"] == "wang.li"
+    twin = admin.post("/api/v1/users", json={"username": "WANG.li", "password": "another long pass", "role": "admin"})
+    assert twin.status_code == 409 and "exists" in twin.json()["detail"]
+    assert [u["username"] for u in admin.get("/api/v1/users").json()].count("wang.li") == 1
+    for typed in ("WANG.LI", "wang.li", "Wang.Li"):
+        r = httpx.post(f"{api_server.url}/api/v1/auth/login", json={"username": typed, "password": "long enough pass"})
+        assert r.status_code == 200 and (r.json()["username"], r.json()["role"]) == ("wang.li", "reviewer"), typed
+    assert httpx.post(f"{api_server.url}/api/v1/auth/login", json={"username": "WANG.LI", "password": "another long pass"}).status_code == 401
+    r = httpx.post(f"{api_server.url}/api/v1/auth/login", json={"username": "Reviewer", "password": PASSWORD[R]})
+    assert r.status_code == 200 and r.json()["username"] == R
+    assert admin.patch("/api/v1/users/Wang.LI", json={"active": False}).json() == {**added.json(), "active": False}
+    assert httpx.post(f"{api_server.url}/api/v1/auth/login", json={"username": "wang.li", "password": "long enough pass"}).status_code == 401
+
+
 def test_openapi_is_published_behind_sign_in_with_roles(api_server):
     assert api_server.client().get("/api/v1/openapi.json").status_code == 401
     spec = api_server.client(A).get("/api/v1/openapi.json").json()
