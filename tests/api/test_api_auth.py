@@ -8,6 +8,10 @@ import inspect
 import re
 import subprocess
 import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -18,7 +22,7 @@ from citypatrol.api.app import route_table
 from citypatrol.pipeline.store.review_schema import SessionRow
 from citypatrol.pipeline.store.schema import utcnow
 from citypatrol.pipeline.store.users import Role, UserError, UserStore
-from tests.fixtures_api import PASSWORD, api_server, db_url, evidence_set, pg_admin  # noqa: F401
+from tests.fixtures_api import PASSWORD, api_server, db_url, evidence_set, pg_admin, start_api  # noqa: F401
 
 R, A, M = "reviewer", "analyst", "admin"
 ANY = {R, A, M}
@@ -180,6 +184,73 @@ def test_wrong_passwords_are_rate_limited_per_user_and_address(api_server):
     assert unknown.status_code == 401 and unknown.json()["detail"] == "wrong user name or password"
     audit = api_server.client(M).get("/api/v1/audit", params={"action": "login.failed"}).json()
     assert len(audit) >= 6 and all("not the password" not in str(a) for a in audit)
+
+
+@pytest.fixture
+def counted_api(tmp_path):
+    """A review center on SQLite whose password checks are counted (and each held 0.2 s, so a burst overlaps)."""
+    api, server = start_api(f"sqlite:///{tmp_path / 'cases.db'}", (tmp_path, {}), seed=False)
+    users = server.server.config.app.state.cp.users
+    verify, lock = users.verify, threading.Lock()
+    seen = {"calls": 0, "running": 0, "peak": 0}
+
+    def counted(username: str, password: str):  # noqa: ANN202
+        with lock:
+            seen["calls"] += 1
+            seen["running"] += 1
+            seen["peak"] = max(seen["peak"], seen["running"])
+        try:
+            time.sleep(0.2)
+            return verify(username, password)
+        finally:
+            with lock:
+                seen["running"] -= 1
+
+    users.verify = counted
+    try:
+        yield api, seen
+    finally:
+        server.stop()
+        api.store.close()
+
+
+def burst(url: str, bodies: list[dict], local_address: str = "127.0.0.1") -> list[httpx.Response]:
+    """POST every sign-in at the same moment, each on its own connection."""
+    start = threading.Barrier(len(bodies))
+
+    def one(body: dict) -> httpx.Response:
+        with httpx.Client(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=local_address)) as c:
+            start.wait()
+            return c.post("/api/v1/auth/login", json=body)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(one, bodies))
+
+
+def test_a_burst_of_guesses_is_counted_before_any_password_is_checked(counted_api):
+    api, seen = counted_api
+    answers = burst(api.url, [{"username": R, "password": f"guess number {i}"} for i in range(50)])
+    codes = Counter(r.status_code for r in answers)
+    assert set(codes) == {401, 429} and codes[401] <= 5, codes  # at most login_max_failures guesses are checked
+    assert seen["calls"] == codes[401] and seen["peak"] <= 2, seen  # and at most two at once for one user
+    one_by_one = [httpx.post(f"{api.url}/api/v1/auth/login", json={"username": R, "password": "guess again"}).status_code
+                  for _ in range(6)]
+    assert codes[401] + one_by_one.count(401) == 5 and one_by_one[-1] == 429, (codes, one_by_one)
+    right = httpx.post(f"{api.url}/api/v1/auth/login", json={"username": R, "password": PASSWORD[R]})
+    assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+    assert httpx.post(f"{api.url}/api/v1/auth/login", json={"username": A, "password": PASSWORD[A]}).status_code == 200
+    elsewhere = httpx.Client(base_url=api.url, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    assert elsewhere.post("/api/v1/auth/login", json={"username": R, "password": PASSWORD[R]}).status_code == 200
+
+
+def test_password_checks_running_at_once_are_capped_per_address(counted_api):
+    api, seen = counted_api
+    answers = burst(api.url, [{"username": f"user{i:02d}", "password": "a guessed password"} for i in range(30)], "127.0.0.3")
+    codes = Counter(r.status_code for r in answers)
+    assert seen["peak"] <= 4 and seen["calls"] == codes[401], seen  # 4 argon2 hashes (64 MiB each) at most
+    assert codes[429] > 0 and all("at once" in r.json()["detail"] for r in answers if r.status_code == 429), codes
+    back = httpx.Client(base_url=api.url, transport=httpx.HTTPTransport(local_address="127.0.0.3"))
+    assert back.post("/api/v1/auth/login", json={"username": M, "password": PASSWORD[M]}).status_code == 200  # the burst is over
 
 
 def test_tokens_can_be_revoked_and_disabled_users_lose_their_sessions(api_server):
