@@ -134,7 +134,7 @@ def test_a_review_verifier_is_relative_to_the_config_and_a_bad_one_stops_the_run
     assert load_config(cfg_file).review.verifier == (folder / "models" / "verifier.npz").resolve()
 
     exe = [sys.executable, "-m", "citypatrol.pipeline.cli.main", "analyze", "--config", str(cfg_file), "--out", str(tmp_path / "out"),
-           str(REPO / "tests" / "test_config.py")]  # fmt: skip
+           str(Path(__file__))]  # fmt: skip
     missing = subprocess.run(exe, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2
     assert "second-stage verifier" in missing.stderr and "no such file" in missing.stderr and "verifier.npz" in missing.stderr
