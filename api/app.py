@@ -105,6 +105,16 @@ def create_app(config: Config, store: Store, evidence_dir: Path, *, health: Heal
     return app
 
 
+def proxy_options(config: Config) -> dict[str, Any]:
+    """uvicorn's forwarded-header settings: X-Forwarded-For/-Proto are believed only from `api.trusted_proxies`.
+
+    uvicorn's own default believes them from 127.0.0.1, so any local process (or a proxy that passes the
+    header on) could set the client address that sign-in limits and audit rows go by.
+    """
+    trusted = config.api.trusted_proxies
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": list(trusted)}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)

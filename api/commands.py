@@ -43,7 +43,7 @@ def serve(
     """Start the review center (REST API and web UI)."""
     import uvicorn
 
-    from citypatrol.api.app import create_app
+    from citypatrol.api.app import create_app, proxy_options
     from citypatrol.api.health import StatusFileHealth
     from citypatrol.pipeline.store.users import UserStore
 
@@ -59,7 +59,7 @@ def serve(
     console.print(f"citypatrol review center on http://{h}:{p}/  (database {store.url}, evidence {evidence_dir})", highlight=False)
     try:
         # open live streams (SSE) would hold a stop for ever: give them 3 s
-        uvicorn.run(app, host=h, port=p, log_level="info", proxy_headers=True, server_header=False, timeout_graceful_shutdown=3)
+        uvicorn.run(app, host=h, port=p, log_level="info", server_header=False, timeout_graceful_shutdown=3, **proxy_options(cfg))
     finally:
         store.close()
 

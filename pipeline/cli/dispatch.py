@@ -95,9 +95,11 @@ def run(
 def _serve_callbacks(store: Store, cfg: Config, stop: threading.Event) -> threading.Thread:
     import uvicorn
 
+    from citypatrol.api.app import proxy_options
     from citypatrol.api.routes_dispatch import FULL_PATH, create_callback_app
 
-    server = uvicorn.Server(uvicorn.Config(create_callback_app(store, cfg), host=cfg.api.host, port=cfg.api.port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_callback_app(store, cfg), host=cfg.api.host, port=cfg.api.port, log_level="warning",
+                                           **proxy_options(cfg)))
     server.install_signal_handlers = lambda: None  # the dispatcher owns SIGINT/SIGTERM
 
     def serve() -> None:

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from citypatrol.api.app import route_table
 from citypatrol.pipeline.store.review_schema import SessionRow
@@ -340,3 +340,52 @@ def test_demo_login_is_a_reviewer_with_a_fresh_password_each_time(tmp_path):
         users = UserStore(store.engine)
         assert users.verify("demo", first) is None
         assert users.verify("demo", second).role is Role.reviewer
+
+
+def _serve(tmp_path, db: str, trusted: list[str]) -> subprocess.Popen:
+    """`citypatrol serve` in its own process, as deployed, on a free loopback port; returns once it answers."""
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / f"serve-{port}.yaml"
+    config.write_text(f"api:\n  trusted_proxies: {json.dumps(trusted)}\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "citypatrol.pipeline.cli.main", "serve", "--config", str(config), "--db", db,
+                             "--evidence", str(tmp_path), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{proc.url}/healthz", timeout=1).status_code == 200:  # type: ignore[attr-defined]
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    pytest.fail(f"citypatrol serve did not start: {proc.communicate()[1].decode()[-2000:]}")
+
+
+@pytest.mark.parametrize(("trusted", "seen_as"), [([], "127.0.0.1"), (["127.0.0.1"], "203.0.113.9"), (["10.0.0.0/8"], "127.0.0.1")])
+def test_serve_believes_forwarded_for_only_from_trusted_proxies(tmp_path, trusted, seen_as):
+    from citypatrol.pipeline.store.case_store import open_store
+    from citypatrol.pipeline.store.review_schema import AuditRow
+
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    with open_store(db) as store:
+        UserStore(store.engine).add_user(R, PASSWORD[R], Role.reviewer, actor="test")
+    proc = _serve(tmp_path, db, trusted)
+    try:
+        forged = {"X-Forwarded-For": "203.0.113.9"}
+        r = httpx.post(f"{proc.url}/api/v1/auth/login", json={"username": R, "password": "not the password"}, headers=forged)
+        assert r.status_code == 401
+        ok = httpx.post(f"{proc.url}/api/v1/auth/login", json={"username": R, "password": PASSWORD[R]}, headers=forged)
+        assert ok.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    with open_store(db) as store, store.engine.connect() as conn:
+        rows = conn.execute(select(AuditRow.action, AuditRow.detail).where(AuditRow.action.in_(["login", "login.failed"]))).all()
+    assert sorted((action, detail["ip"]) for action, detail in rows) == [("login", seen_as), ("login.failed", seen_as)]
