@@ -77,6 +77,7 @@ def create_app(config: Config, store: Store, evidence_dir: Path, *, health: Heal
     app.state.cp = AppState(
         config=config, store=store, review=ReviewStore(store.engine, config.codes), users=UserStore(store.engine),
         evidence_dir=Path(evidence_dir), health=health, live_poll_s=config.api.live_poll_s, stream_max_s=stream_max_s,
+        events_recheck_s=config.api.events_recheck_s,
         limiter=limiter or LoginLimiter(config.api.login_max_failures, config.api.login_window_s),
     )
     if routes_dispatch is not None:  # the dispatch system's signed status callbacks

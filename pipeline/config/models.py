@@ -478,6 +478,10 @@ class ApiConfig(Strict):
     login_max_failures: int = Field(5, ge=1, le=1000, description="Failed sign-ins per user and address before a pause.")
     login_window_s: float = Field(900, gt=0, le=86400, description="Window in which failed sign-ins are counted; also the pause.")
     live_poll_s: float = Field(1.0, ge=0.1, le=60, description="How often the live queue looks for new and changed cases.")
+    events_recheck_s: float = Field(
+        15, gt=0, le=15,
+        description="A live event stream re-checks its sign-in this often, and ends once the session or token is gone.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list, max_length=64,
         description="Addresses or networks (e.g. '10.0.0.5', '10.0.0.0/24') of the reverse proxies in front; only their "

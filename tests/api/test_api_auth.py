@@ -293,6 +293,58 @@ def test_user_names_are_one_account_whatever_their_case(api_server):
     assert httpx.post(f"{api_server.url}/api/v1/auth/login", json={"username": "wang.li", "password": "long enough pass"}).status_code == 401
 
 
+class EventStream:
+    """GET /api/v1/events read in a thread: `ended` is set when the server ends the stream."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client, self.status, self.clean = client, 0, False
+        self.opened, self.ended = threading.Event(), threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.opened.wait(10) and self.status == 200, self.status
+
+    def _read(self) -> None:
+        try:
+            with self.client.stream("GET", "/api/v1/events") as r:
+                self.status = r.status_code
+                self.opened.set()
+                for _ in r.iter_lines():
+                    pass
+                self.clean = True
+        except httpx.HTTPError:  # cut off when the server stops at the end of the test
+            self.clean = False
+        finally:
+            self.opened.set()
+            self.ended.set()
+
+
+def test_a_live_stream_ends_once_its_sign_in_is_gone(db_url, tmp_path):
+    from citypatrol.pipeline.config.models import ApiConfig
+    from tests.fixtures_api import api_config
+
+    config = api_config().model_copy(update={"api": ApiConfig(events_recheck_s=0.3, live_poll_s=0.1)})
+    api, server = start_api(db_url, (tmp_path, {}), seed=False, config=config)
+    try:
+        admin = api.client(M)
+        signed_out, csrf = api.login(R)
+        disabled, _ = api.login(A)
+        token = admin.post("/api/v1/tokens", json={"name": "wall display", "role": "analyst"}).json()
+        revoked = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token['token']}"}, timeout=20)
+        streams = {name: EventStream(c) for name, c in
+                   (("signed out", signed_out), ("disabled", disabled), ("revoked", revoked), ("kept", api.client(M)))}
+        time.sleep(1.0)  # several re-checks: a live sign-in keeps its stream
+        assert not any(s.ended.is_set() for s in streams.values())
+        assert signed_out.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+        assert admin.patch(f"/api/v1/users/{A}", json={"active": False}).status_code == 200
+        assert admin.delete(f"/api/v1/tokens/{token['id']}").status_code == 200
+        for name in ("signed out", "disabled", "revoked"):
+            assert streams[name].ended.wait(5) and streams[name].clean, f"the stream of the {name} sign-in goes on"
+        assert not streams["kept"].ended.is_set()
+        assert revoked.get("/api/v1/events").status_code == 401  # and it cannot come back
+    finally:
+        server.stop()
+        api.store.close()
+
+
 def test_openapi_is_published_behind_sign_in_with_roles(api_server):
     assert api_server.client().get("/api/v1/openapi.json").status_code == 401
     spec = api_server.client(A).get("/api/v1/openapi.json").json()
