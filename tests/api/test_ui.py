@@ -270,3 +270,26 @@ def test_draw_a_zone_and_find_it_saved(browser, ui_server):
     shot(page, "11-review-queue-en")
     assert not errors, errors
 
+
+
+@pytest.mark.parametrize(("next_param", "lands_on"), [
+    ("%2Fstats%3Fx%3D1%23top", "/stats?x=1#top"),  # a page of this site: allowed, query and fragment kept
+    ("%2Fcameras", "/cameras"),
+    ("%2F%09%2Fevil.example", "/"),  # the tab is dropped by the URL parser: //evil.example
+    ("%2F%0A%2Fevil.example", "/"),
+    ("%2F%2Fevil.example", "/"),
+    ("%2F%5Cevil.example", "/"),
+    ("https%3A%2F%2Fevil.example%2F", "/"),
+    ("javascript%3Aalert(1)", "/"),
+])
+def test_sign_in_goes_on_only_to_a_page_of_this_site(browser, ui_server, next_param, lands_on):
+    errors: list[str] = []
+    page = new_page(browser, ui_server.url, errors)
+    left: list[str] = []
+    page.context.route(re.compile(r"^(?!http://127\.0\.0\.1:)"), lambda route: (left.append(route.request.url), route.abort()))
+    page.goto(f"/login?next={next_param}")
+    page.fill("#username", "reviewer")
+    page.fill("#password", PASSWORD["reviewer"])
+    page.click("button[type=submit]")
+    expect(page).to_have_url(ui_server.url + lands_on)
+    assert left == [], f"sign-in sent the browser away from the review center: {left}"
