@@ -8,6 +8,7 @@ validation errors into messages that name the file and the key path.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from datetime import date, time
 from enum import StrEnum
@@ -88,8 +89,10 @@ class Zone(Strict):
     @classmethod
     def _normalised(cls, polygon: list[list[float]]) -> list[list[float]]:
         for i, (x, y) in enumerate(polygon):
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise ValueError(f"vertex {i} is [{x}, {y}]: not a number; give x and y in 0..1, normalised to the frame")
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(f"vertex {i} {[x, y]} is outside 0..1; coordinates are normalised to the frame")
+                raise ValueError(f"vertex {i} is [{x}, {y}], outside 0..1; coordinates are normalised to the frame")
         return polygon
 
     @field_validator("hours")
