@@ -8,6 +8,7 @@ workers and a casekeeper.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -25,8 +26,9 @@ from citypatrol.pipeline.distributed.cluster_status import CameraState, Member, 
 from citypatrol.pipeline.config.models import Config
 from citypatrol.pipeline.distributed.protocol import Keys, shard_key, shard_of
 from citypatrol.pipeline.distributed.redis_client import connect
+from tests import services
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("CITYPATROL_TEST_REDIS", "redis://127.0.0.1:6379/0")  # tests/services.py
 T = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 EXE = [sys.executable, "-m", "citypatrol.pipeline.cli.main"]
 
@@ -73,6 +75,7 @@ def test_a_held_live_camera_that_stopped_delivering_is_named_but_recorded_footag
 
 @pytest.fixture
 def deployment():
+    services.require("Redis")
     r = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     try:
         r.ping()
