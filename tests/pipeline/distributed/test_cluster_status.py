@@ -93,17 +93,18 @@ def deployment():
         r.delete(*keys)
 
 
-def _lay_out(r: redis.Redis, config: Config) -> Keys:
-    """Two workers (one lapsed), one casekeeper; c1 on w1, c2 on w2 (lapsed member, lease still held), c3 free."""
+def _lay_out(r: redis.Redis, config: Config, ttl_s: int = 10) -> Keys:
+    """Two workers (one lapsed), one casekeeper; c1 on w1, c2 on w2 (lapsed member, lease still held), c3 free.
+    Leases last `ttl_s`: tests that start the CLI (seconds on a busy machine) give it longer."""
     keys = Keys.of(config.distributed)
     sec, _ = r.time()
     now_ms = int(sec) * 1000
     now = datetime.fromtimestamp(int(sec), tz=UTC)
-    r.zadd(keys.workers, {"w1": now_ms + 8000, "w2": now_ms - 1000})
-    r.zadd(keys.casekeepers, {"k1": now_ms + 8000})
-    r.set(keys.camera_lease("c1"), "w1", px=10_000)
-    r.set(keys.camera_lease("c2"), "w2", px=10_000)
-    r.set(keys.shard_lease(0), "k1", px=10_000)
+    r.zadd(keys.workers, {"w1": now_ms + (ttl_s - 2) * 1000, "w2": now_ms - 1000})
+    r.zadd(keys.casekeepers, {"k1": now_ms + (ttl_s - 2) * 1000})
+    r.set(keys.camera_lease("c1"), "w1", px=ttl_s * 1000)
+    r.set(keys.camera_lease("c2"), "w2", px=ttl_s * 1000)
+    r.set(keys.shard_lease(0), "k1", px=ttl_s * 1000)
     r.hset(keys.costs, mapping={"c1": 0.052, "c2": 0.31})
     # c1 analysed 2 s ago and applied up to the frame before; c2 analysed 5 s ago, applied 300 s behind
     r.hset(keys.clock("c1"), mapping={"pts": 120.0, "wall": (now - timedelta(seconds=2)).isoformat(), "owner": "w1"})
@@ -149,7 +150,7 @@ def test_read_cluster_reports_members_owners_costs_backlog_and_findings(deployme
 
 def test_cluster_status_command_prints_json_and_exits_by_health(deployment, tmp_path):
     r, config = deployment
-    _lay_out(r, config)
+    _lay_out(r, config, ttl_s=120)
     config_file = tmp_path / "city.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
     done = subprocess.run([*EXE, "cluster", "status", "-c", str(config_file), "--json"], capture_output=True, text=True, timeout=120)
@@ -178,7 +179,7 @@ def test_cluster_status_names_an_unreachable_redis_without_its_password(tmp_path
 
 def test_cluster_exporter_serves_the_same_state_as_prometheus_metrics(deployment, tmp_path):
     r, config = deployment
-    _lay_out(r, config)
+    _lay_out(r, config, ttl_s=120)
     config_file = tmp_path / "city.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
     proc = subprocess.Popen([*EXE, "cluster", "exporter", "-c", str(config_file), "--port", "0"],
