@@ -8,9 +8,11 @@ export CITYPATROL_ASSET_MIRROR ?= $(abspath ../shared/assets)
 
 .PHONY: demo test install system-deps clean bench bench-live bench-segments soak
 
-# Debian packages: ffmpeg (test files), GStreamer RTSP server (loopback RTSP tests), Chromium (UI tests).
+# Debian packages: ffmpeg (test files), GStreamer RTSP server (loopback RTSP tests), Chromium (UI tests),
+# Redis, PostgreSQL and Mosquitto (the tests use the machine's on their usual ports, or start private ones:
+# tests/services.py).
 SYSTEM_PKGS := ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-bad gstreamer1.0-tools chromium fonts-wqy-microhei
+	gstreamer1.0-plugins-bad gstreamer1.0-tools chromium fonts-wqy-microhei redis-server postgresql mosquitto
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

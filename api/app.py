@@ -72,6 +72,7 @@ def create_app(config: Config, store: Store, evidence_dir: Path, *, health: Heal
     app.state.cp = AppState(
         config=config, store=store, review=ReviewStore(store.engine, config.codes), users=UserStore(store.engine),
         evidence_dir=Path(evidence_dir), health=health, live_poll_s=config.api.live_poll_s, stream_max_s=stream_max_s,
+        events_recheck_s=config.api.events_recheck_s,
         limiter=limiter or LoginLimiter(config.api.login_max_failures, config.api.login_window_s),
     )
     app.include_router(routes_dispatch.router, prefix=API)  # the dispatch system's signed status callbacks
@@ -97,6 +98,16 @@ def create_app(config: Config, store: Store, evidence_dir: Path, *, health: Heal
     app.add_middleware(AuthMiddleware)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def proxy_options(config: Config) -> dict[str, Any]:
+    """uvicorn's forwarded-header settings: X-Forwarded-For/-Proto are believed only from `api.trusted_proxies`.
+
+    uvicorn's own default believes them from 127.0.0.1, so any local process (or a proxy that passes the
+    header on) could set the client address that sign-in limits and audit rows go by.
+    """
+    trusted = config.api.trusted_proxies
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": list(trusted)}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

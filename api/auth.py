@@ -71,7 +71,7 @@ class AuthMiddleware:
             return
         request = Request(scope)
         state = request.app.state.cp
-        principal, csrf_hash = await run_in_threadpool(_authenticate, state, request)
+        principal, csrf_hash = await run_in_threadpool(authenticate, state, request)
         if principal is None:
             await _unauthenticated(request)(scope, receive, send)
             return
@@ -84,7 +84,8 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def _authenticate(state, request: Request) -> tuple[Principal | None, str | None]:
+def authenticate(state, request: Request) -> tuple[Principal | None, str | None]:  # noqa: ANN001
+    """The request's principal from its bearer token or session cookie (and the session's CSRF hash), or (None, None)."""
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, secret = header.partition(" ")

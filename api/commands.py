@@ -16,6 +16,7 @@ from rich.console import Console
 
 from citypatrol.pipeline.config.models import Config
 from citypatrol.pipeline.config.loading import load_config
+from citypatrol.pipeline.cli.markup import esc
 
 console = Console(stderr=True)
 users_app = typer.Typer(no_args_is_help=True, help="Users and API tokens of the review center.")
@@ -29,7 +30,7 @@ def _open(config: Path | None, db: str | None):
     try:
         return cfg, open_store(db or cfg.storage.database_url)
     except StoreError as exc:
-        console.print(f"[red]✗[/red] {exc}", highlight=False)
+        console.print(f"[red]✗[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -43,23 +44,23 @@ def serve(
     """Start the review center (REST API and web UI)."""
     import uvicorn
 
-    from citypatrol.api.app import create_app
+    from citypatrol.api.app import create_app, proxy_options
     from citypatrol.api.health import StatusFileHealth
     from citypatrol.pipeline.store.users import UserStore
 
     cfg, store = _open(config, db)
     evidence_dir = evidence or cfg.storage.evidence_dir
     if not evidence_dir.is_dir():
-        console.print(f"[yellow]evidence folder {evidence_dir} does not exist (yet): pictures will be missing[/yellow]", highlight=False)
+        console.print(f"[yellow]evidence folder {esc(evidence_dir)} does not exist (yet): pictures will be missing[/yellow]", highlight=False)
     if not UserStore(store.engine).users():
         console.print("[yellow]no users yet: add one with[/yellow] citypatrol users add NAME --role admin"
-                      + (f" --db {store.url}" if db else ""), highlight=False)
+                      + (f" --db {esc(store.url)}" if db else ""), highlight=False)
     app = create_app(cfg, store, evidence_dir, health=StatusFileHealth(cfg.live.status_file))
     h, p = host or cfg.api.host, port or cfg.api.port
-    console.print(f"citypatrol review center on http://{h}:{p}/  (database {store.url}, evidence {evidence_dir})", highlight=False)
+    console.print(f"citypatrol review center on http://{esc(h)}:{p}/  (database {esc(store.url)}, evidence {esc(evidence_dir)})", highlight=False)
     try:
         # open live streams (SSE) would hold a stop for ever: give them 3 s
-        uvicorn.run(app, host=h, port=p, log_level="info", proxy_headers=True, server_header=False, timeout_graceful_shutdown=3)
+        uvicorn.run(app, host=h, port=p, log_level="info", server_header=False, timeout_graceful_shutdown=3, **proxy_options(cfg))
     finally:
         store.close()
 
@@ -68,7 +69,7 @@ def _password(env: str | None, from_stdin: bool) -> str:
     if env:
         value = os.environ.get(env)
         if not value:
-            console.print(f"[red]✗[/red] environment variable {env} is not set or empty", highlight=False)
+            console.print(f"[red]✗[/red] environment variable {esc(env)} is not set or empty", highlight=False)
             raise typer.Exit(2)
         return value
     if from_stdin:
@@ -92,11 +93,11 @@ def users_add(
     try:
         user = UserStore(store.engine).add_user(name, _password(password_env, password_stdin), role, actor="cli")
     except UserError as exc:
-        console.print(f"[red]✗[/red] {exc}", highlight=False)
+        console.print(f"[red]✗[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         store.close()
-    console.print(f"✓ user {user.username} ({user.role.value}) added", highlight=False)
+    console.print(f"✓ user {esc(user.username)} ({user.role.value}) added", highlight=False)
 
 
 @users_app.command("list")
@@ -126,11 +127,11 @@ def users_token(
     try:
         secret, token = UserStore(store.engine).create_token(name, role, actor="cli")
     except UserError as exc:
-        console.print(f"[red]✗[/red] {exc}", highlight=False)
+        console.print(f"[red]✗[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(1) from None
     finally:
         store.close()
-    console.print(f"✓ token {token.id} '{token.name}' ({token.role.value}); it is shown only now:", highlight=False)
+    console.print(f"✓ token {token.id} '{esc(token.name)}' ({token.role.value}); it is shown only now:", highlight=False)
     print(secret)
 
 

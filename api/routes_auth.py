@@ -2,8 +2,9 @@
 
 Sign-in sets two cookies: `cp_session` (HttpOnly, SameSite=Strict, Secure over HTTPS, lasting
 `ApiConfig.session_hours`) and `cp_csrf` (readable by the page, same attributes otherwise), and
-answers with the CSRF token too. Failed sign-ins are rate limited per user and address
-(`ratelimit.py`) and audited; the answer never says whether the user name exists.
+answers with the CSRF token too. Sign-ins are rate limited per user and address, counted
+before the password is checked, with a cap on checks running at once (`ratelimit.py`); failures are
+audited; the answer never says whether the user name exists.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from citypatrol.api.auth import ANYONE, CSRF_COOKIE, SESSION_COOKIE, Principal
+from citypatrol.api.ratelimit import TooManyAttempts
 from citypatrol.api.schemas import LoginIn, MeOut
 from citypatrol.api.state import AppState, app_state
+from citypatrol.pipeline.store.users import UserRecord
 
 router = APIRouter(tags=["auth"])
 
@@ -27,19 +30,26 @@ def _secure(state: AppState, request: Request) -> bool:
 
 
 @router.post("/auth/login", response_model=MeOut, summary="Sign in with user name and password (sets the session cookie)",
-             responses={401: {"description": "Wrong user name or password"}, 429: {"description": "Too many failed sign-ins"}})
+             responses={401: {"description": "Wrong user name or password"}, 429: {"description": "Too many failed sign-ins, or too many at once"}})
 async def login(body: LoginIn, request: Request, response: Response, state: Annotated[AppState, Depends(app_state)]) -> MeOut:
     ip = request.client.host if request.client else ""
-    wait = state.limiter.retry_after(body.username, ip)
-    if wait is not None:
-        raise HTTPException(429, f"too many failed sign-ins: try again in {math.ceil(wait)} s",
-                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
-    user = await run_in_threadpool(state.users.verify, body.username, body.password)
+    try:
+        attempt = state.limiter.start(body.username, ip)  # counted before the (costly) password check
+    except TooManyAttempts as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(max(1, math.ceil(exc.wait_s)))}) from None
+
+    def check() -> UserRecord | None:  # the attempt ends with the hash in its thread, even if the request is cancelled
+        user = None
+        try:
+            user = state.users.verify(body.username, body.password)
+            return user
+        finally:
+            state.limiter.finish(attempt, succeeded=user is not None)
+
+    user = await run_in_threadpool(check)
     if user is None:
-        state.limiter.failed(body.username, ip)
         await run_in_threadpool(lambda: state.users.log("anonymous", "login.failed", target=body.username[:64], detail={"ip": ip}))
         raise HTTPException(401, "wrong user name or password")
-    state.limiter.succeeded(body.username, ip)
     hours = state.config.api.session_hours
     new = await run_in_threadpool(lambda: state.users.start_session(user, hours, ip=ip))
     max_age = int(hours * 3600)

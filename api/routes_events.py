@@ -5,6 +5,10 @@ processes (the pipeline, the dispatcher) as well as by this one. Each event is
 `event: case` with the case as JSON (the list's shape) and `id:` its change time, so a browser
 that reconnects (EventSource does by itself) sends `Last-Event-ID` and misses nothing. A stream
 ends after `stream_max_s` and a comment line is sent every 15 s to keep proxies from closing it.
+
+The sign-in is checked again every `ApiConfig.events_recheck_s` (15 s at most): a stream ends once
+its session is signed out or expired, its user disabled, or its token revoked, instead of carrying
+on for the rest of `stream_max_s`. The browser's reconnect then gets 401 like any other request.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from citypatrol.api.auth import ANYONE, Principal
+from citypatrol.api.auth import ANYONE, Principal, authenticate
 from citypatrol.api.schemas import Time, _sane_time
 from citypatrol.api.state import AppState, app_state
 from citypatrol.api.views import camera_names, case_out
@@ -55,13 +59,18 @@ async def events(
 
 
 async def _changes(request: Request, state: AppState, cursor: datetime) -> AsyncIterator[str]:
-    started = last_sent = time.monotonic()
+    started = last_sent = checked = time.monotonic()
     floor = cursor  # nothing from before the point asked for, overlap or not
     sent: dict[str, datetime] = {}  # case id -> change time already sent
     yield "retry: 3000\n\n"
     while time.monotonic() - started < state.stream_max_s:
         if await request.is_disconnected():
             return
+        if time.monotonic() - checked >= state.events_recheck_s:
+            who, _ = await run_in_threadpool(authenticate, state, request)
+            if who is None:  # signed out, expired, disabled or revoked meanwhile
+                return
+            checked = time.monotonic()
         rows = await run_in_threadpool(state.review.changed_since, max(floor, cursor - OVERLAP))
         fresh = [(cid, at) for cid, at in rows if sent.get(cid) != at]
         if fresh:
@@ -77,7 +86,7 @@ async def _changes(request: Request, state: AppState, cursor: datetime) -> Async
         elif time.monotonic() - last_sent > KEEPALIVE_S:
             yield ": keepalive\n\n"
             last_sent = time.monotonic()
-        await asyncio.sleep(state.live_poll_s)
+        await asyncio.sleep(min(state.live_poll_s, state.events_recheck_s))
 
 
 def _case_json(state: AppState, case_id: str, names: dict[str, str]) -> str | None:

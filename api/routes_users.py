@@ -36,7 +36,7 @@ def add_user(body: UserIn, state: Annotated[AppState, Depends(app_state)], who: 
               responses={404: {"description": "No such user"}})
 def patch_user(username: UserName, body: UserPatch, state: Annotated[AppState, Depends(app_state)],
                who: Annotated[Principal, Depends(ADMINS)]) -> UserOut:
-    if who.via == "session" and who.name == username and not body.active:
+    if who.via == "session" and who.name == username.casefold() and not body.active:
         raise HTTPException(409, "you cannot disable yourself")
     try:
         return UserOut.model_validate(state.users.set_active(username, body.active, actor=who.actor))

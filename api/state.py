@@ -29,6 +29,7 @@ class AppState:
     limiter: LoginLimiter
     health: HealthProvider | None = None
     live_poll_s: float = 1.0
+    events_recheck_s: float = 15.0  # a live stream re-checks its sign-in this often
     stream_max_s: float = 600.0  # an SSE connection ends after this; the browser reconnects with Last-Event-ID
     hash_cache: dict[int, tuple[float, int, str]] = field(default_factory=dict)  # evidence id -> (mtime, size, sha256)
 

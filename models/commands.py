@@ -11,6 +11,7 @@ from rich.table import Table
 from citypatrol.models.assets import AssetError, locate_asset, mirror_dir, resolve_asset
 from citypatrol.models.export import ExportError, ExportFormat, export_weights
 from citypatrol.models.registry import RegistryError, load_registry
+from citypatrol.pipeline.cli.markup import esc
 
 models_app = typer.Typer(no_args_is_help=True, help="Detection models: registry, export, verification.")
 console = Console()
@@ -25,12 +26,12 @@ def list_models() -> None:
         try:
             found = locate_asset(entry)
         except AssetError as exc:
-            found, status = None, f"[red]{exc}[/red]"
+            found, status = None, f"[red]{esc(exc)}[/red]"
         if found:
-            status = f"[green]{found[1]}[/green] {found[0]}"
+            status = f"[green]{esc(found[1])}[/green] {esc(found[0])}"
         else:
             status = "[yellow]not found[/yellow]" + (" (downloadable)" if entry.source_url else "")
-        table.add_row(entry.name, entry.version, entry.format.value, str(entry.imgsz), status)
+        table.add_row(esc(entry.name), esc(entry.version), entry.format.value, str(entry.imgsz), status)
     console.print(table)
     if mirror_dir() is None:
         err.print("CITYPATROL_ASSET_MIRROR is not set: only the cache and the repository are searched.")
@@ -46,7 +47,7 @@ def verify(
     try:
         entries = [registry.get(n) for n in names] if names else list(registry)
     except RegistryError as exc:
-        err.print(f"[red]✗[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]✗[/red] {esc(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     bad = 0
     for entry in entries:
@@ -54,9 +55,9 @@ def verify(
             path = resolve_asset(entry, download=download)
         except AssetError as exc:
             bad += 1
-            err.print(f"[red]✗[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]✗[/red] {esc(exc)}", highlight=False, soft_wrap=True)
             continue
-        console.print(f"[green]✓[/green] {entry.name}: {path}", highlight=False, soft_wrap=True)
+        console.print(f"[green]✓[/green] {esc(entry.name)}: {esc(path)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1 if bad else 0)
 
 
@@ -74,9 +75,9 @@ def export(
         path = resolve_asset(registry.get(weights)) if weights in registry else Path(weights)
         result = export_weights(path, format, out, imgsz=imgsz, dynamic=dynamic)
     except (AssetError, ExportError) as exc:
-        err.print(f"[red]✗[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]✗[/red] {esc(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(f"wrote {result}")
+    console.print(f"wrote {esc(result)}", highlight=False)
 
 
 from citypatrol.models.promotion_commands import add_commands  # noqa: E402  (register, promote, rollback, versions, shadow)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citypatrol.models.promotion import ModelState, PromotionError, parse_ref
+from citypatrol.pipeline.cli.markup import esc
 
 console = Console()
 err = Console(stderr=True)
@@ -26,7 +27,7 @@ def _who() -> str:
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[red]✗[/red] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[red]✗[/red] {esc(exc)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2) from None
 
 
@@ -43,7 +44,7 @@ def register(
                                        manifest=manifest, by=_who())
     except (PromotionError, OSError) as exc:
         _fail(exc)
-    console.print(f"{v['name']}@{v['version']} {v['status']} {v['path']}", highlight=False)
+    console.print(esc(f"{v['name']}@{v['version']} {v['status']} {v['path']}"), highlight=False)
 
 
 def promote(
@@ -64,7 +65,7 @@ def promote(
         v = st.promote(*parsed, by=_who(), force=force)
     except (PromotionError, OSError) as exc:
         _fail(exc)
-    console.print(f"promoted {v['name']}@{v['version']} ({v['path']})", highlight=False)
+    console.print(f"promoted {esc(v['name'])}@{esc(v['version'])} ({esc(v['path'])})", highlight=False)
 
 
 def rollback(
@@ -76,7 +77,7 @@ def rollback(
         back = ModelState(state).rollback(name, by=_who())
     except PromotionError as exc:
         _fail(exc)
-    console.print(f"{name}: now {back['name'] + '@' + back['version'] if back else 'the config’s own weights'}", highlight=False)
+    console.print(esc(f"{name}: now {back['name'] + '@' + back['version'] if back else 'the config’s own weights'}"), highlight=False)
 
 
 def versions(
@@ -94,12 +95,12 @@ def versions(
             ev, det = cand.get("events") or {}, cand.get("detection") or {}
             counts = (v.get("data_manifest") or {}).get("counts") or {}
             data = f"{counts.get('train', {}).get('images', '–')}/{counts.get('val', {}).get('images', '–')}" if counts else "–"
-            table.add_row(f"{n}@{v['version']}", v["status"], v["registered_at"], v["sha256"][:12],
-                          f"{ev.get('precision', '–')} / {ev.get('recall', '–')}", str(det.get("mAP50", "–")), data)
+            table.add_row(*(esc(cell) for cell in (f"{n}@{v['version']}", v["status"], v["registered_at"], v["sha256"][:12],
+                                                   f"{ev.get('precision', '–')} / {ev.get('recall', '–')}", det.get("mAP50", "–"), data)))
     console.print(table)
     for n, m in models.items():
         if not name or n == name:
-            console.print(f"{n}: current {m['current'] or '(the config’s own weights)'}", highlight=False)
+            console.print(esc(f"{n}: current {m['current'] or '(the config’s own weights)'}"), highlight=False)
 
 
 def shadow(
@@ -134,9 +135,9 @@ def shadow(
     table = Table("kind: class", "count", title=f"shadow: {summary['frames_compared']} frames, "
                                                  f"{summary['frames_agreeing']} agree")
     for k, n in sorted(summary["disagreements"].items()):
-        table.add_row(k, str(n))
+        table.add_row(esc(k), str(n))
     console.print(table)
-    console.print(f"details {summary['disagreements_file']}; pictures in {out / 'frames'}", highlight=False)
+    console.print(f"details {esc(summary['disagreements_file'])}; pictures in {esc(out / 'frames')}", highlight=False)
 
 
 def add_commands(app: typer.Typer) -> None:

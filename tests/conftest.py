@@ -19,6 +19,19 @@ SAMPLE_VIDEOS = {
 }
 
 
+def pytest_configure(config) -> None:  # noqa: ANN001
+    """Redis, PostgreSQL and Mosquitto for this run: the machine's, or private ones (tests/services.py)."""
+    from tests import services
+
+    services.start()
+
+
+def pytest_unconfigure(config) -> None:  # noqa: ANN001
+    from tests import services
+
+    services.stop()
+
+
 @pytest.fixture(scope="session")
 def assets() -> Path:
     if not ASSETS.is_dir():

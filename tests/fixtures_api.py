@@ -173,9 +173,9 @@ class ApiServer:
 
 
 def start_api(db: str, evidence: tuple[Path, dict], *, seed: bool = True, limiter: LoginLimiter | None = None,
-              stream_max_s: float = 600.0, health=None) -> tuple[ApiServer, LiveServer]:  # noqa: ANN001
+              stream_max_s: float = 600.0, health=None, config: Config | None = None) -> tuple[ApiServer, LiveServer]:  # noqa: ANN001
     root, files = evidence
-    config = api_config()
+    config = config or api_config()
     store = open_store(db)
     for cam in config.cameras:
         store.upsert_camera(cam)

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from citypatrol.pipeline.store.case_store import Store, open_store
+from tests import services
 
 PG_URL = os.environ.get("CITYPATROL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -26,7 +27,9 @@ def pg_engine() -> Engine:
 
 
 def pg_reachable(engine: Engine, purpose: str) -> None:
-    """Fail (not skip) with the reason: the tests must run on PostgreSQL too."""
+    """Fail (not skip) with the reason: the tests must run on PostgreSQL too. Skip only where there is no
+    PostgreSQL on this machine and none could be started (tests/services.py says why)."""
+    services.require("PostgreSQL")
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -6,9 +6,17 @@
   const error = document.getElementById("login-error");
 
   function nextUrl() {
+    // Only a page of this site may follow sign-in. Resolve `next` as the browser will and compare
+    // origins: checking the string misses what the URL parser drops or rewrites ("/\t/evil.example"
+    // passes a "starts with one slash" test and then goes to //evil.example).
     const next = new URLSearchParams(location.search).get("next") || "/";
-    // only paths of this site: never an absolute or protocol-relative URL
-    return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+    let url;
+    try {
+      url = new URL(next, location.origin);
+    } catch (e) {
+      return "/";
+    }
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
   }
 
   form.addEventListener("submit", async (ev) => {

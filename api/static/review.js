@@ -28,6 +28,7 @@
   let items = [];          // queue, newest first (the API's order; new arrivals go on top)
   let currentId = null;    // selected case id
   let detail = null;       // its detail (with history)
+  let detailSeq = 0;       // bumped by every detail asked for or received: an older answer arriving late is dropped
   let showingClip = false;
   let picker = null;       // {kind, options:[{label, value}], choose(value, text)}
   let busy = false;
@@ -71,12 +72,20 @@
     renderList();
     if (!id) return;
     try {
-      const d = await api("/api/v1/cases/" + encodeURIComponent(id));
-      if (currentId === id) { detail = d; renderCase(d, d); }
+      await loadDetail(id);
     } catch (e) {
       if (e.status === 404) { removeItem(id); } else { toast(t("error") + ": " + e.message, "error"); }
     }
     preloadNext();
+  }
+
+  // The case's detail (history and activity) for the panel. Answers can arrive out of order: one
+  // asked for before a decision may come after the decision's own answer, and must not put the
+  // history from before it back on the panel.
+  async function loadDetail(id) {
+    const seq = ++detailSeq;
+    const d = await api("/api/v1/cases/" + encodeURIComponent(id));
+    if (seq === detailSeq && currentId === id) { detail = d; renderCase(d, d); }
   }
 
   function preloadNext() {
@@ -235,6 +244,7 @@
     busy = true;
     try {
       const d = await api("/api/v1/cases/" + encodeURIComponent(id) + "/" + action, { method: "POST", body });
+      detailSeq++; // newer than any detail asked for before
       toast(t(doneKey) + " · " + id, "ok");
       if (!QUEUE.includes(d.status)) {
         removeItem(id);
@@ -369,7 +379,10 @@
       } else {
         c.isNew = items[i].isNew;
         items[i] = c;
-        if (c.case_id === currentId) renderCase(c, detail && detail.case_id === c.case_id ? detail : null);
+        if (c.case_id === currentId) {
+          renderCase(c, detail && detail.case_id === c.case_id ? detail : null);
+          if (!busy) loadDetail(c.case_id).catch(() => {}); // the history too: the event carries only the case
+        }
       }
       renderList();
     } else if (i >= 0 && !busy) {

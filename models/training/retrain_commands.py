@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from citypatrol.pipeline.cli.markup import esc
+
 dataset_app = typer.Typer(no_args_is_help=True, help="Training data from reviewer decisions.")
 verifier_app = typer.Typer(no_args_is_help=True, help="The second-stage check on case crops ('not a problem' classes).")
 console = Console()
@@ -48,7 +50,7 @@ def export_cmd(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not evidence.is_dir():
-        err.print(f"[red]✗[/red] evidence folder {evidence} not found", highlight=False)
+        err.print(f"[red]✗[/red] evidence folder {esc(evidence)} not found", highlight=False)
         raise typer.Exit(2)
     detector = None
     if pseudo_labels:
@@ -64,11 +66,11 @@ def export_cmd(
     manifest = json.loads(res.manifest.read_text())
     table = Table("split", "images", "boxes", "hard negatives", "verifier crops")
     for part, c in res.counts.items():
-        table.add_row(part, str(c["images"]), json.dumps(c["boxes"], ensure_ascii=False), str(c["hard_negative_images"]),
-                      json.dumps(c["verifier_crops"], ensure_ascii=False))
+        table.add_row(esc(part), str(c["images"]), esc(json.dumps(c["boxes"], ensure_ascii=False)), str(c["hard_negative_images"]),
+                      esc(json.dumps(c["verifier_crops"], ensure_ascii=False)))
     console.print(table)
-    console.print(f"decisions {json.dumps(manifest['decisions'], ensure_ascii=False)}", highlight=False, soft_wrap=True)
-    console.print(f"data.yaml {res.data_yaml}\nmanifest  {res.manifest}", highlight=False)
+    console.print(f"decisions {esc(json.dumps(manifest['decisions'], ensure_ascii=False))}", highlight=False, soft_wrap=True)
+    console.print(f"data.yaml {esc(res.data_yaml)}\nmanifest  {esc(res.manifest)}", highlight=False)
 
 
 @verifier_app.command("train")
@@ -108,7 +110,7 @@ def verifier_train(
         v.meta["held_out"] = [r.as_dict() for r in results]
         _print_results(results)
     v.save(out)
-    console.print(f"wrote {out} ({out.stat().st_size} bytes); labels {v.labels}", highlight=False)
+    console.print(f"wrote {esc(out)} ({out.stat().st_size} bytes); labels {esc(v.labels)}", highlight=False)
 
 
 @verifier_app.command("measure")
@@ -143,6 +145,6 @@ def _print_results(results) -> None:  # noqa: ANN001
     table = Table("category", "threshold", "false cases", "removed", "true cases", "lost", title="held-out: what the check holds back")
     for r in results:
         pct = lambda v: "–" if v is None else f"{100 * v:.0f} %"  # noqa: E731
-        table.add_row(r.category, f"{r.threshold:.3f}", str(r.false_cases), f"{r.false_removed} ({pct(r.removed_share)})",
+        table.add_row(esc(r.category), f"{r.threshold:.3f}", str(r.false_cases), f"{r.false_removed} ({pct(r.removed_share)})",
                       str(r.true_cases), f"{r.true_lost} ({pct(r.lost_share)})")
     console.print(table)

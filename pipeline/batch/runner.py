@@ -29,6 +29,7 @@ from citypatrol.pipeline.batch.outputs import DetectionLog, SampleFrames
 from citypatrol.pipeline.detection_schedule import DetectionSchedule
 from citypatrol.pipeline.sinks.recorder import CaseRecorder, ClipSource
 from citypatrol.pipeline.cases.review_policy import ReviewPolicy
+from citypatrol.pipeline.cli.markup import esc
 from citypatrol.pipeline.store.case_store import Store, open_store
 from citypatrol.pipeline.store.records import CaseRecord
 from citypatrol.streams.frame import Frame
@@ -136,7 +137,7 @@ def run_batch(
             sources[cam.id] = open_source(cam.id, cam.source, cam.cadence_s, start_wall=_start_wall(cam))
         except (SourceError, OSError, ValueError) as exc:
             outcomes[cam.id].error = str(exc)
-            console.print(f"[red]✗[/red] {cam.id}: {exc}", highlight=False)
+            console.print(f"[red]✗[/red] {esc(cam.id)}: {esc(exc)}", highlight=False)
 
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -147,7 +148,7 @@ def run_batch(
         totals = {cid: _expected_frames(cameras, cid) for cid in sources}
         overall = progress.add_task("all footage", total=sum(t for t in totals.values() if t) or None)
         for cid in sources:
-            tasks[cid] = progress.add_task(f"  {outcomes[cid].source}", total=totals[cid])
+            tasks[cid] = progress.add_task(f"  {esc(outcomes[cid].source)}", total=totals[cid])
         batch_size = max(d.batch for d in config.models.detectors)
         for batch in _round_robin(sources, batch_size, outcomes):
             dets = schedule.detect(batch)

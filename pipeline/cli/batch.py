@@ -11,6 +11,7 @@ from rich.table import Table
 
 from citypatrol.annotate.labels import label_zh
 from citypatrol.pipeline.batch.runner import BatchResult, cameras_for_paths, run_batch
+from citypatrol.pipeline.cli.markup import esc
 from citypatrol.pipeline.config.models import Config
 from citypatrol.pipeline.config.loading import load_config
 
@@ -34,7 +35,7 @@ def _review_check(config: Config):
     try:
         return load_check(config.review)
     except VerifierUnavailable as exc:
-        console.print(f"[red]cannot load the second-stage verifier:[/red] {exc}", highlight=False)
+        console.print(f"[red]cannot load the second-stage verifier:[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -48,7 +49,7 @@ def _detector(config: Config):
         with console.status("loading detector(s)…"):
             return load_promoted(config.models)  # a promoted version (`citypatrol models promote`) replaces the config's weights
     except (DetectorError, AssetError) as exc:
-        console.print(f"[red]cannot load the detector:[/red] {exc}", highlight=False)
+        console.print(f"[red]cannot load the detector:[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -57,8 +58,8 @@ def print_summary(result: BatchResult) -> None:
     for col in ("camera", "file", "frames", "stream s", "detections", "cases", "problem"):
         table.add_column(col, justify="right" if col in ("frames", "stream s", "detections", "cases") else "left")
     for o in result.outcomes:
-        table.add_row(o.camera_id, o.source, str(o.frames), f"{o.stream_seconds:.1f}", str(o.detections), str(o.cases),
-                      (o.error[:80] + ("…" if len(o.error) > 80 else "")) if o.error else ("" if o.frames else "no frames"))
+        table.add_row(esc(o.camera_id), esc(o.source), str(o.frames), f"{o.stream_seconds:.1f}", str(o.detections), str(o.cases),
+                      esc(o.error[:80] + ("…" if len(o.error) > 80 else "")) if o.error else ("" if o.frames else "no frames"))
     out_console.print(table)
     if result.cases:
         cases = Table(title="cases")
@@ -66,20 +67,20 @@ def print_summary(result: BatchResult) -> None:
             cases.add_column(col)
         for r in result.cases:
             c = r.case
-            cases.add_row(c.case_id, c.camera_id, f"{label_zh(c.category)} {c.category.value}", r.codes.code,
+            cases.add_row(esc(c.case_id), esc(c.camera_id), f"{label_zh(c.category)} {c.category.value}", esc(r.codes.code),
                           f"{c.opened_pts:.1f}", f"{c.score:.2f}", c.status.value)
         out_console.print(cases)
     for reason in result.disabled_rules:
-        out_console.print(f"[yellow]rule off:[/yellow] {reason}", highlight=False)
+        out_console.print(f"[yellow]rule off:[/yellow] {esc(reason)}", highlight=False)
     if result.evidence_errors:
         out_console.print(f"[yellow]{result.evidence_errors} evidence file(s) could not be written (see the log)[/yellow]")
-    out_console.print(f"\nmodel {result.model}", highlight=False)
-    out_console.print(f"results in {result.out_dir}/")
-    out_console.print(f"  detections  {result.detections_jsonl}")
-    out_console.print(f"  cases       {result.cases_json}  ({len(result.cases)} case(s))")
-    out_console.print(f"  database    {result.database_url}")
+    out_console.print(f"\nmodel {esc(result.model)}", highlight=False)
+    out_console.print(f"results in {esc(result.out_dir)}/")
+    out_console.print(f"  detections  {esc(result.detections_jsonl)}")
+    out_console.print(f"  cases       {esc(result.cases_json)}  ({len(result.cases)} case(s))")
+    out_console.print(f"  database    {esc(result.database_url)}")
     if result.report:
-        out_console.print(f"  report      {result.report}")
+        out_console.print(f"  report      {esc(result.report)}")
 
 
 def analyze(
@@ -93,7 +94,7 @@ def analyze(
     if paths:
         missing = [str(p) for p in paths if not p.exists()]
         for m in missing:
-            console.print(f"[red]✗[/red] {m}: no such file or folder", highlight=False)
+            console.print(f"[red]✗[/red] {esc(m)}: no such file or folder", highlight=False)
         cameras = cameras_for_paths([p for p in paths if p.exists()], cfg)
     else:
         cameras = [c for c in cfg.cameras if c.enabled and not c.is_live]
@@ -147,7 +148,7 @@ def _evaluate_candidate(cfg: Config, candidate: str, slot: str | None, data: Pat
         with console.status("loading the candidate…"):
             cand = load_detectors(with_weights(cfg.models, slot, weights))
     except (PromotionError, DetectorError) as exc:
-        console.print(f"[red]✗[/red] {exc}", highlight=False)
+        console.print(f"[red]✗[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
     result = compare(cfg, current, cand, out, data_yaml=data, samples=samples)
     print_comparison(result.as_dict())
@@ -155,9 +156,9 @@ def _evaluate_candidate(cfg: Config, candidate: str, slot: str | None, data: Pat
         manifest = Path(data).parent / "manifest.json" if data else None
         v = state.register(slot, Path(weights), metrics=result.as_dict(),
                            manifest=manifest if manifest and manifest.is_file() else None, by="cli:evaluate")
-        out_console.print(f"recorded as {v['name']}@{v['version']} ({v['status']}); promote with "
-                          f"`citypatrol models promote {v['name']}@{v['version']}`", highlight=False)
-    out_console.print(f"comparison in {result.path}", highlight=False)
+        ref = esc(f"{v['name']}@{v['version']}")
+        out_console.print(f"recorded as {ref} ({esc(v['status'])}); promote with `citypatrol models promote {ref}`", highlight=False)
+    out_console.print(f"comparison in {esc(result.path)}", highlight=False)
 
 
 def print_comparison(cmp: dict) -> None:
@@ -165,7 +166,7 @@ def print_comparison(cmp: dict) -> None:
     for col in ("measure", "current", "candidate"):
         table.add_column(col)
     cur, cand = cmp["current"], cmp["candidate"]
-    table.add_row("model", cur["model"], cand["model"])
+    table.add_row("model", esc(cur["model"]), esc(cand["model"]))
     fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     if "detection" in cur:
         for k in ("images", "labels", "precision", "recall", "mAP50", "mAP50-95"):
@@ -175,7 +176,7 @@ def print_comparison(cmp: dict) -> None:
             table.add_row(f"events {k}", fmt(cur["events"][k]), fmt(cand["events"][k]))
     out_console.print(table)
     if cand.get("classes_lost"):
-        out_console.print(f"[yellow]the candidate does not emit {cand['classes_lost']}: rules that need them go off[/yellow]")
+        out_console.print(f"[yellow]the candidate does not emit {esc(cand['classes_lost'])}: rules that need them go off[/yellow]")
 
 
 def print_evaluation(ev) -> None:
@@ -189,9 +190,11 @@ def print_evaluation(ev) -> None:
     out_console.print(table)
     for v in ev.videos:
         for case, why in v.false_cases:
-            out_console.print(f"  false case  {v.video}: {case.case_id} {case.category.value} at {case.opened_pts:.1f} s — {why}", highlight=False)
+            out_console.print(f"  false case  {esc(v.video)}: {esc(case.case_id)} {case.category.value} at {case.opened_pts:.1f} s — {esc(why)}",
+                              highlight=False)
         for item in v.missed:
-            out_console.print(f"  missed      {v.video}: {item.category.value} {list(item.box)} from {item.start_s} s — {item.note}", highlight=False)
+            out_console.print(f"  missed      {esc(v.video)}: {item.category.value} {esc(list(item.box))} from {item.start_s} s — {esc(item.note)}",
+                              highlight=False)
 
 
 @samples_app.command("fetch")
@@ -202,9 +205,9 @@ def samples_fetch(names: list[str] = typer.Argument(None, help="Only these sampl
 
     try:
         for p in fetch_samples(names=names or None):
-            out_console.print(f"✓ {p}")
+            out_console.print(f"✓ {esc(p)}")
     except AssetError as exc:
-        console.print(f"[red]✗[/red] {exc}", highlight=False)
+        console.print(f"[red]✗[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -224,5 +227,5 @@ def demo(out: Path = typer.Option(Path("demo_out"), "--out", "-o")) -> None:
     password = demo_login(ev.batch.database_url)
     db = f"sqlite:///{out / 'citypatrol.db'}" if ev.batch.database_url.endswith("/citypatrol.db") else ev.batch.database_url
     out_console.print("\nreview the cases in the browser (review center):", highlight=False)
-    out_console.print(f"  citypatrol serve --db {db} --evidence {out / 'evidence'}", highlight=False, soft_wrap=True)
-    out_console.print(f"  then open http://127.0.0.1:8080/ and sign in as demo / {password}  (shown once)", highlight=False)
+    out_console.print(f"  citypatrol serve --db {esc(db)} --evidence {esc(out / 'evidence')}", highlight=False, soft_wrap=True)
+    out_console.print(f"  then open http://127.0.0.1:8080/ and sign in as demo / {esc(password)}  (shown once)", highlight=False)

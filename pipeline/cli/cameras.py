@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from citypatrol.pipeline.cli.markup import esc
+
 cameras_app = typer.Typer(no_args_is_help=True, help="Camera lists: import a video platform's channel catalog.")
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
@@ -33,18 +35,18 @@ def import_cmd(
     try:
         data = catalog.read_bytes()
     except OSError as exc:
-        console.print(f"[red]cannot read {catalog}:[/red] {exc.strerror or exc}", highlight=False)
+        console.print(f"[red]cannot read {esc(catalog)}:[/red] {esc(exc.strerror or exc)}", highlight=False)
         raise typer.Exit(2) from None
     if str(out) != "-" and out.exists() and not force:
-        console.print(f"[red]{out} exists[/red]: choose another --out or add --force", highlight=False)
+        console.print(f"[red]{esc(out)} exists[/red]: choose another --out or add --force", highlight=False)
         raise typer.Exit(2)
     try:
         result = import_catalog(data, str(catalog), gateway, fmt=fmt, all_types=all_types, cadence_s=cadence_s)
     except CatalogError as exc:
-        console.print(str(exc), highlight=False, markup=False)
+        console.print(esc(exc), highlight=False)
         raise typer.Exit(1) from None
     except ValueError as exc:  # a bad --format, or a whole-config check
-        console.print(f"[red]{exc}[/red]", highlight=False)
+        console.print(f"[red]{esc(exc)}[/red]", highlight=False)
         raise typer.Exit(1) from None
     header = (f"{len(result.cameras)} camera(s) imported from {catalog.name} ({result.fmt}) on "
               f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `citypatrol cameras import`.\n"
@@ -56,7 +58,7 @@ def import_cmd(
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
-        console.print(f"wrote {len(result.cameras)} camera(s) to {out}", highlight=False)
+        console.print(f"wrote {len(result.cameras)} camera(s) to {esc(out)}", highlight=False)
     if result.offline:
         console.print(f"{result.offline} of them listed as offline by the platform (imported all the same)", highlight=False)
     if result.skipped:
@@ -64,8 +66,8 @@ def import_cmd(
         console.print(f"skipped {n} {'entry that is not a camera' if n == 1 else 'entries that are not cameras'} "
                       "(--all-types keeps them):", highlight=False)
         for line in result.skipped[:20]:
-            console.print(f"  {line}", highlight=False, markup=False)
+            console.print(f"  {esc(line)}", highlight=False)
         if len(result.skipped) > 20:
             console.print(f"  … and {len(result.skipped) - 20} more", highlight=False)
     if result.ignored_columns:
-        console.print(f"columns not used: {', '.join(result.ignored_columns)}", highlight=False, markup=False)
+        console.print(f"columns not used: {esc(', '.join(result.ignored_columns))}", highlight=False)

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from citypatrol.pipeline.config.models import Config
 from citypatrol.pipeline.config.loading import load_config
+from citypatrol.pipeline.cli.markup import esc
 
 if TYPE_CHECKING:
     from citypatrol.pipeline.store.case_store import Store
@@ -44,7 +45,7 @@ def _setup(config: Path | None, db: str | None, verbose: bool = False) -> tuple[
     try:
         store = open_store(db or cfg.storage.database_url)
     except StoreError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
+        console.print(f"[red]{esc(exc)}[/red]", highlight=False)
         raise typer.Exit(2) from None
     return cfg, store
 
@@ -95,9 +96,11 @@ def run(
 def _serve_callbacks(store: Store, cfg: Config, stop: threading.Event) -> threading.Thread:
     import uvicorn
 
+    from citypatrol.api.app import proxy_options
     from citypatrol.api.routes_dispatch import FULL_PATH, create_callback_app
 
-    server = uvicorn.Server(uvicorn.Config(create_callback_app(store, cfg), host=cfg.api.host, port=cfg.api.port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_callback_app(store, cfg), host=cfg.api.host, port=cfg.api.port, log_level="warning",
+                                           **proxy_options(cfg)))
     server.install_signal_handlers = lambda: None  # the dispatcher owns SIGINT/SIGTERM
 
     def serve() -> None:
@@ -144,11 +147,11 @@ def retry(case_id: str = typer.Argument(..., help="The dead-lettered case."), co
     try:
         n = retry_dead_letter(store, case_id, actor=actor)
     except (CaseNotFound, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
+        console.print(f"[red]{esc(exc)}[/red]", highlight=False)
         raise typer.Exit(1) from None
     finally:
         store.close()
-    out.print(f"case {case_id}: {n} message(s) queued again")
+    out.print(f"case {esc(case_id)}: {n} message(s) queued again", highlight=False)
 
 
 @dispatch_app.command("verify")
@@ -168,7 +171,7 @@ def verify_cmd(config: Path | None = CONFIG, db: str | None = DB,
     finally:
         store.close()
     for r in results:
-        out.print(f"{r.case_id}: {r.status.value} — {r.reason}", highlight=False)
+        out.print(f"{esc(r.case_id)}: {r.status.value} — {esc(r.reason)}", highlight=False)
     if not results:
         out.print("no handled cases to verify")
 
@@ -190,7 +193,7 @@ def simulate(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     secret = os.environ.get(secret_env, "")
     if not secret:
-        console.print(f"set {secret_env} to the key citypatrol signs with (dispatch.secret)")
+        console.print(f"set {esc(secret_env)} to the key citypatrol signs with (dispatch.secret)", highlight=False)
         raise typer.Exit(2)
     auto = [(s, t) for s, t in (("dispatched", dispatched_after), ("handled", handled_after)) if t >= 0]
     sim = DispatchSimulator(secret, host=host, port=port, callback_url=callback_url, auto=auto if callback_url else ())
@@ -199,13 +202,13 @@ def simulate(
         sim.fail_next(fail_first)
     stop = _stop_on_signals()
     with sim:
-        out.print(f"dispatch simulator at {sim.url}" + (f", calling back {callback_url}" if callback_url else ""))
+        out.print(f"dispatch simulator at {esc(sim.url)}" + (f", calling back {esc(callback_url)}" if callback_url else ""), highlight=False)
         shown = 0
         while not stop.wait(0.5):
             keys = sim.accepted_keys()
             for k in keys[shown:]:
                 m = sim.state.accepted[k]
-                out.print(f"received {m.kind} {k}: {m.body.get('category_name', '')} {m.body.get('address', '')}", highlight=False)
+                out.print(f"received {esc(m.kind)} {esc(k)}: {esc(m.body.get('category_name', ''))} {esc(m.body.get('address', ''))}", highlight=False)
             shown = len(keys)
     out.print(f"accepted {len(sim.state.accepted)}, duplicates {sim.state.duplicates}, bad signatures {sim.state.bad_signatures}")
 
@@ -239,7 +242,7 @@ def report(
     tz = ZoneInfo(cfg.site.timezone)
     since, until = _when(start, tz, end=False), _when(end, tz, end=True)
     if until <= since:
-        console.print(f"--to ({until}) must be after --from ({since})")
+        console.print(f"--to ({until}) must be after --from ({since})", highlight=False)
         raise typer.Exit(2)
     try:
         records = store.list_cases(since=since, until=until, limit=10_000_000)
@@ -249,4 +252,4 @@ def report(
     names = {c.id: c.name or c.id for c in cfg.cameras}
     path = render_period_report(period_cases(records, overdue, names), out_dir, site=cfg.site.name, start=since, end=until,
                                 timezone=cfg.site.timezone, generated_at=datetime.now(UTC))
-    out.print(f"{len(records)} case(s) · report {path} · {out_dir / 'summary.csv'} · {out_dir / 'cases.csv'}")
+    out.print(f"{len(records)} case(s) · report {esc(path)} · {esc(out_dir / 'summary.csv')} · {esc(out_dir / 'cases.csv')}", highlight=False)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citypatrol.pipeline.config.loading import load_config
+from citypatrol.pipeline.cli.markup import esc
 
 cluster_app = typer.Typer(no_args_is_help=True, help="Inspect a distributed deployment (workers, casekeepers, cameras, shards) in Redis.")
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -92,7 +93,7 @@ def _metrics(host: str, port: int, collector) -> Iterator[None]:  # noqa: ANN001
     try:
         server = serve_collector(host, port, collector)
     except OSError as exc:
-        console.print(f"[red]cannot start:[/red] {exc}", highlight=False)
+        console.print(f"[red]cannot start:[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
     logging.getLogger("citypatrol").info("metrics on http://%s:%d/metrics", host, server.server_port)
     try:
@@ -120,7 +121,7 @@ def batch_queue(
     cfg = load_config(config)
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        console.print(f"[red]no such file or folder:[/red] {', '.join(missing)}", highlight=False)
+        console.print(f"[red]no such file or folder:[/red] {esc(', '.join(missing))}", highlight=False)
         raise typer.Exit(2)
     cameras = [c.model_copy(update={"source": str(Path(c.source).resolve())}) for c in cameras_for_paths(files, cfg)]
     if not cameras:
@@ -130,10 +131,11 @@ def batch_queue(
     try:
         job, tasks = enqueue_files(r, cfg, cameras, [duration_s(c.source) for c in cameras])
     except RedisError as exc:
-        console.print(f"[red]cannot queue the footage:[/red] Redis at {redact_redis_url(cfg.distributed.redis_url)}: {exc}", highlight=False)
+        console.print(f"[red]cannot queue the footage:[/red] Redis at {esc(redact_redis_url(cfg.distributed.redis_url))}: {esc(exc)}",
+                      highlight=False)
         raise typer.Exit(2) from None
-    out_console.print(f"job {job}: {len(tasks)} segment(s) of {len(cameras)} file(s) queued", highlight=False)
-    out_console.print(f"JOB {job}", highlight=False)
+    out_console.print(f"job {esc(job)}: {len(tasks)} segment(s) of {len(cameras)} file(s) queued", highlight=False)
+    out_console.print(f"JOB {esc(job)}", highlight=False)
     if not wait:
         return
     keys = Keys.of(cfg.distributed)
@@ -143,7 +145,7 @@ def batch_queue(
         try:
             progress = job_progress(r, keys, job)
         except RedisError as exc:
-            console.print(f"[yellow]Redis unreachable ({exc}); still waiting[/yellow]", highlight=False)
+            console.print(f"[yellow]Redis unreachable ({esc(exc)}); still waiting[/yellow]", highlight=False)
             progress = last
         if progress is None and last is not None:
             console.print("[red]Redis no longer knows this job (restarted without persistence?)[/red]")
@@ -158,11 +160,11 @@ def batch_queue(
             console.print("[red]timed out waiting for the segments[/red]")
             raise typer.Exit(1)
         time.sleep(0.5)
-    table = Table(title=f"job {job}")
+    table = Table(title=f"job {esc(job)}")
     for col in ("camera", "segments applied"):
         table.add_column(col)
     for cam, (a, t) in sorted(last.items()):
-        table.add_row(cam, f"{a}/{t}")
+        table.add_row(esc(cam), f"{a}/{t}")
     out_console.print(table)
 
 
@@ -183,7 +185,8 @@ def cluster_status(
     try:
         st = read_cluster(connect(cfg.distributed.redis_url, socket_timeout_s=5.0), cfg)
     except RedisError as exc:
-        console.print(f"[red]cannot read the cluster:[/red] Redis at {redact_redis_url(cfg.distributed.redis_url)}: {exc}", highlight=False)
+        console.print(f"[red]cannot read the cluster:[/red] Redis at {esc(redact_redis_url(cfg.distributed.redis_url))}: {esc(exc)}",
+                      highlight=False)
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(st.to_dict(), default=str, ensure_ascii=False, indent=2))
@@ -212,10 +215,10 @@ def cluster_exporter(
     try:
         server = serve_collector(host, port, ClusterCollector(lambda: read_cluster(r, cfg)))
     except OSError as exc:
-        console.print(f"[red]cannot start the exporter:[/red] {exc}", highlight=False)
+        console.print(f"[red]cannot start the exporter:[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
     url = f"http://{host}:{server.server_port}/metrics"
-    out_console.print(f"cluster metrics of {cfg.distributed.prefix} on {url}", highlight=False)
+    out_console.print(f"cluster metrics of {esc(cfg.distributed.prefix)} on {esc(url)}", highlight=False)
     stop = threading.Event()
     with stop_on_signals(stop):
         while not stop.wait(1.0):
@@ -234,7 +237,7 @@ def print_cluster(st) -> None:  # noqa: ANN001 (ClusterStatus; imported lazily)
     def ago(t: datetime | None) -> str:
         return "–" if t is None else f"{max(0.0, (now - t).total_seconds()):.0f}"
 
-    out_console.print(f"deployment [bold]{st.prefix}[/bold]: {len(st.workers)} worker(s), {len(st.casekeepers)} casekeeper(s), "
+    out_console.print(f"deployment [bold]{esc(st.prefix)}[/bold]: {len(st.workers)} worker(s), {len(st.casekeepers)} casekeeper(s), "
                       f"{len(st.cameras)} camera(s), {len(st.shards)} shard(s)", highlight=False)  # fmt: skip
     workers = Table(title="workers")
     for col in ("worker", "cameras", "cores (measured)", "lease s"):
@@ -242,25 +245,25 @@ def print_cluster(st) -> None:  # noqa: ANN001 (ClusterStatus; imported lazily)
     for w in st.workers:
         held = [c for c in st.cameras if c.owner == w.id]
         cores = [c.cores for c in held if c.cores is not None]
-        workers.add_row(w.id, str(len(held)), num(sum(cores), "{:.2f}") if cores else "–", num(w.expires_in_s))
+        workers.add_row(esc(w.id), str(len(held)), num(sum(cores), "{:.2f}") if cores else "–", num(w.expires_in_s))
     out_console.print(workers)
     cameras = Table(title="cameras")
     for col in ("camera", "shard", "worker", "cores", "analysed s ago", "applied behind s"):
         cameras.add_column(col, justify="right" if col in ("shard", "cores", "analysed s ago", "applied behind s") else "left")
     for c in st.cameras:
-        owner = c.owner or "[red]none[/red]"
-        cameras.add_row(c.camera_id, str(c.shard), owner, num(c.cores, "{:.3f}"), ago(c.clock), num(c.behind_s))
+        owner = esc(c.owner) if c.owner else "[red]none[/red]"
+        cameras.add_row(esc(c.camera_id), str(c.shard), owner, num(c.cores, "{:.3f}"), ago(c.clock), num(c.behind_s))
     out_console.print(cameras)
     shards = Table(title="event shards")
     for col in ("shard", "casekeeper", "retained", "pending", "unread"):
         shards.add_column(col, justify="left" if col == "casekeeper" else "right")
     for s in st.shards:
-        shards.add_row(str(s.shard), s.owner or "–", str(s.length), str(s.pending), "–" if s.unread is None else str(s.unread))
+        shards.add_row(str(s.shard), esc(s.owner or "–"), str(s.length), str(s.pending), "–" if s.unread is None else str(s.unread))
     out_console.print(shards)
     out_console.print(f"dead letters: {st.dead}; footage segments waiting for a worker: {st.segments_queued}", highlight=False)
     for reason in st.dead_recent:
-        out_console.print(f"  newest dead letter: {reason}", highlight=False, soft_wrap=True)
+        out_console.print(f"  newest dead letter: {esc(reason)}", highlight=False, soft_wrap=True)
     for line in st.findings:
-        out_console.print(f"[yellow]! {line}[/yellow]", highlight=False)
+        out_console.print(f"[yellow]! {esc(line)}[/yellow]", highlight=False)
     if st.healthy:
         out_console.print("[green]all cameras are held and their events are being applied[/green]")

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citypatrol.pipeline.config.loading import load_config
+from citypatrol.pipeline.cli.markup import esc
 from citypatrol.pipeline.live.status import LiveStatus, read_status
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -34,7 +35,7 @@ def run(
     cfg = load_config(config)
     cameras = [c for c in cfg.cameras if c.enabled]
     if not cameras:
-        console.print(f"[red]nothing to watch:[/red] {config} has no enabled camera")
+        console.print(f"[red]nothing to watch:[/red] {esc(config)} has no enabled camera", highlight=False)
         raise typer.Exit(1)
     from citypatrol.pipeline.live.services import start_services
     from citypatrol.pipeline.store.case_store import open_store
@@ -45,16 +46,16 @@ def run(
     try:
         store = open_store(cfg.storage.database_url)
     except (OSError, StoreError) as exc:
-        console.print(f"[red]cannot run:[/red] {exc}", highlight=False)
+        console.print(f"[red]cannot run:[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
     services = start_services(cfg, store, stop, serve=serve, dispatch=dispatch)
     for url in services.urls:
-        console.print(url, highlight=False)
+        console.print(esc(url), highlight=False)
     try:
         with stop_on_signals(stop):
             result = run_live(cfg, cameras, detector, stop=stop, store=store, check=check)
     except (OSError, StoreError) as exc:
-        console.print(f"[red]cannot run:[/red] {exc}", highlight=False)
+        console.print(f"[red]cannot run:[/red] {esc(exc)}", highlight=False)
         raise typer.Exit(2) from None
     finally:
         stop.set()
@@ -77,10 +78,10 @@ def status(
     try:
         st = read_status(path)
     except FileNotFoundError:
-        console.print(f"[red]no status file at {path}[/red]: is `citypatrol run` running with this config (and from this folder)?")
+        console.print(f"[red]no status file at {esc(path)}[/red]: is `citypatrol run` running with this config (and from this folder)?", highlight=False)
         raise typer.Exit(1) from None
     except ValueError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
+        console.print(f"[red]{esc(exc)}[/red]", highlight=False)
         raise typer.Exit(1) from None
     print_status(st)
 
@@ -88,9 +89,9 @@ def status(
 def print_status(st: LiveStatus) -> None:
     age = st.age_s()
     stale = st.state != "stopped" and age > max(10.0, 5 * st.interval_s)
-    head = f"citypatrol run (pid {st.pid}): [bold]{st.state}[/bold], updated {age:.0f} s ago, model {st.model}"
+    head = f"citypatrol run (pid {st.pid}): [bold]{esc(st.state)}[/bold], updated {age:.0f} s ago, model {esc(st.model)}"
     if st.metrics_url:
-        head += f", metrics {st.metrics_url}"
+        head += f", metrics {esc(st.metrics_url)}"
     out_console.print(head, highlight=False)
     if stale:
         out_console.print("[yellow]the status is stale: the runner may have died[/yellow]")
@@ -105,9 +106,9 @@ def print_status(st: LiveStatus) -> None:
     for c in st.cameras:
         colour = {"running": "green", "offline": "yellow", "failed": "red"}.get(c.state, "white")
         table.add_row(
-            f"{c.camera_id} {c.name}".strip(), f"[{colour}]{c.state}[/{colour}]", num(c.analysed_fps, "{:.2f}"), num(c.lag_s),
+            esc(f"{c.camera_id} {c.name}".strip()), f"[{colour}]{esc(c.state)}[/{colour}]", num(c.analysed_fps, "{:.2f}"), num(c.lag_s),
             num(c.last_frame_age_s), str(c.frames_analysed), str(c.skips), str(c.reconnects), str(c.decode_errors),
-            str(c.cases_opened), c.source, c.last_error[:80],
+            str(c.cases_opened), esc(c.source), esc(c.last_error[:80]),
         )  # fmt: skip
     out_console.print(table)
     if st.batches:

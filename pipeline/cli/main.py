@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from citypatrol.models.commands import models_app
+from citypatrol.pipeline.cli.markup import esc
 from citypatrol.pipeline.config.loading import ConfigError, load_config
 
 # pretty_exceptions_show_locals=False: a traceback must never print local variables (config, URLs, secrets)
@@ -73,9 +74,9 @@ def config_check(files: list[Path] = typer.Argument(..., help="Config files to c
             cfg = load_config(f)
         except ConfigError as exc:
             bad += 1
-            console.print(f"[red]✗[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            console.print(f"[red]✗[/red] {esc(exc)}", highlight=False, soft_wrap=True)
             continue
-        console.print(f"[green]✓[/green] {f}: {len(cfg.cameras)} camera(s), {sum(len(c.zones) for c in cfg.cameras)} zone(s), "
+        console.print(f"[green]✓[/green] {esc(f)}: {len(cfg.cameras)} camera(s), {sum(len(c.zones) for c in cfg.cameras)} zone(s), "
                       f"{len(cfg.models.detectors)} detector(s)", highlight=False)
     raise typer.Exit(1 if bad else 0)
 
@@ -87,7 +88,7 @@ def config_schema(out: Path = typer.Option(Path("configs/config.schema.json"), h
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(Config.model_json_schema(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    console.print(f"wrote {out}")
+    console.print(f"wrote {esc(out)}", highlight=False)
 
 
 def main() -> None:
@@ -96,10 +97,10 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        console.print(str(exc), highlight=False, markup=False)
+        console.print(esc(exc), highlight=False)
         sys.exit(2)
     except StoreError as exc:  # the case store cannot be opened or written: say so, no traceback
-        console.print(f"cannot use the case store: {exc}", highlight=False, markup=False)
+        console.print(f"cannot use the case store: {esc(exc)}", highlight=False)
         sys.exit(2)
 
 

@@ -7,6 +7,8 @@ validation errors into messages that name the file and the key path.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 from datetime import date, time
 from enum import StrEnum
@@ -87,8 +89,10 @@ class Zone(Strict):
     @classmethod
     def _normalised(cls, polygon: list[list[float]]) -> list[list[float]]:
         for i, (x, y) in enumerate(polygon):
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise ValueError(f"vertex {i} is [{x}, {y}]: not a number; give x and y in 0..1, normalised to the frame")
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(f"vertex {i} {[x, y]} is outside 0..1; coordinates are normalised to the frame")
+                raise ValueError(f"vertex {i} is [{x}, {y}], outside 0..1; coordinates are normalised to the frame")
         return polygon
 
     @field_validator("hours")
@@ -509,6 +513,25 @@ class ApiConfig(Strict):
     login_max_failures: int = Field(5, ge=1, le=1000, description="Failed sign-ins per user and address before a pause.")
     login_window_s: float = Field(900, gt=0, le=86400, description="Window in which failed sign-ins are counted; also the pause.")
     live_poll_s: float = Field(1.0, ge=0.1, le=60, description="How often the live queue looks for new and changed cases.")
+    events_recheck_s: float = Field(
+        15, gt=0, le=15,
+        description="A live event stream re-checks its sign-in this often, and ends once the session or token is gone.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="Addresses or networks (e.g. '10.0.0.5', '10.0.0.0/24') of the reverse proxies in front; only their "
+                    "X-Forwarded-For/-Proto is believed. Empty = the client is whoever connects (no forwarded headers).",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, proxies: list[str]) -> list[str]:
+        for p in proxies:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ValueError(f"{p!r} is not an IP address or network (like 10.0.0.5 or 10.0.0.0/24)") from None
+        return proxies
 
 
 class LiveConfig(Strict):

@@ -8,8 +8,8 @@ The dispatch system POSTs a signed JSON body (same scheme as citypatrol's own me
 
 Checks, in order, each refusal logged with its reason (never the key or the signature):
 signature (401), timestamp within ±`dispatch.callback_window_s` (401), body (400; unknown status
-422), case known (404), callback id not seen before (409 replay), and the status change allowed by
-the state machine (409). The receipt and the change are one transaction, so a replay racing the
+or text with a NUL character, 422), case known (404), callback id not seen before (409 replay), and
+the status change allowed by the state machine (409). The receipt and the change are one transaction, so a replay racing the
 original is refused by the database.
 
 What each status does (`plan`, pure):
@@ -86,6 +86,8 @@ def parse(body: bytes) -> StatusReport:
         raise BadCallback(400, "body is not JSON") from None
     if not isinstance(data, dict):
         raise BadCallback(400, "body must be a JSON object")
+    for key in ("callback_id", "case_id", "status", "at", "note"):
+        _check_storable(key, data.get(key))
     fields = {}
     for key in ("callback_id", "case_id", "status"):
         value = data.get(key)
@@ -96,6 +98,19 @@ def parse(body: bytes) -> StatusReport:
         raise BadCallback(422, f"status must be one of {', '.join(REPORTED)}, got {fields['status']!r}")
     at, note = data.get("at", ""), data.get("note", "")
     return StatusReport(**fields, at=str(at)[:40] if at else "", note=str(note)[:500] if note else "")
+
+
+def _check_storable(key: str, value: object) -> None:
+    """Refuse (422) text no database can keep as sent: PostgreSQL refuses a NUL character (a 500 there)
+    while SQLite stores it, and a lone surrogate (JSON "\\ud800") cannot be encoded at all."""
+    if not isinstance(value, str):
+        return
+    if "\x00" in value:
+        raise BadCallback(422, f"{key} contains a NUL character (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadCallback(422, f"{key} is not valid Unicode text (a lone surrogate)") from None
 
 
 def plan(current: CaseStatus, reported: str) -> ob.CallbackPlan:

@@ -41,12 +41,12 @@ def start_services(config: Config, store: Store, stop: threading.Event, *, serve
 def _start_api(config: Config, store: Store, services: Services) -> None:
     import uvicorn
 
-    from citypatrol.api.app import create_app
+    from citypatrol.api.app import create_app, proxy_options
     from citypatrol.api.health import StatusFileHealth
 
     app = create_app(config, store, config.storage.evidence_dir, health=StatusFileHealth(config.live.status_file))
     server = uvicorn.Server(uvicorn.Config(app, host=config.api.host, port=config.api.port, log_level="warning",
-                                           server_header=False, timeout_graceful_shutdown=3))
+                                           server_header=False, timeout_graceful_shutdown=3, **proxy_options(config)))
     thread = threading.Thread(target=server.run, name="review-center", daemon=True)
     thread.start()
     services.threads.append(thread)

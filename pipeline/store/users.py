@@ -7,6 +7,9 @@
   A session carries its own CSRF token (hash stored too), checked against the request header.
 - Every change here is written to the audit log in the same transaction (`audit()`).
 
+User names are case-insensitive: `Admin` and `admin` are one account. A name is checked as
+typed (ASCII letters, digits, `_ . @ -`) and then stored and looked up casefolded (`user_key`).
+
 Roles: `reviewer` (decides cases), `analyst` (reads cases, statistics and models), `admin`
 (everything, including zones, users and tokens).
 """
@@ -46,6 +49,11 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # argon2 takes any length; a cap keeps a huge body from costing hashing time
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def user_key(username: str) -> str | None:
+    """The stored form of a user name (casefolded), or None when it is not a valid user name."""
+    return username.casefold() if USERNAME_RE.fullmatch(username) else None
 
 
 class UserError(ValueError):
@@ -142,8 +150,10 @@ class UserStore:
     # -- users ----------------------------------------------------------------------------------
 
     def add_user(self, username: str, password: str, role: Role | str, *, actor: str) -> UserRecord:
-        if not USERNAME_RE.match(username):
+        key = user_key(username)
+        if key is None:
             raise UserError("the user name must be 2-64 characters: letters, digits, _ . @ -")
+        username = key
         try:
             role = Role(role)
         except ValueError:
@@ -171,7 +181,7 @@ class UserStore:
             row.password_hash = hashed
             row.updated_at = utcnow()
             s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))  # sign out everywhere
-            audit(s, actor, "user.password", target=username)
+            audit(s, actor, "user.password", target=row.username)
 
     def set_active(self, username: str, active: bool, *, actor: str) -> UserRecord:
         with transaction(self._engine, write=True) as s:
@@ -180,7 +190,7 @@ class UserStore:
             row.updated_at = utcnow()
             if not active:
                 s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
-            audit(s, actor, "user.enable" if active else "user.disable", target=username)
+            audit(s, actor, "user.enable" if active else "user.disable", target=row.username)
             return _user(row)
 
     def users(self) -> list[UserRecord]:
@@ -188,14 +198,18 @@ class UserStore:
             return [_user(r) for r in s.scalars(select(UserRow).order_by(UserRow.username))]
 
     def user(self, username: str) -> UserRecord | None:
+        key = user_key(username)
+        if key is None:
+            return None
         with transaction(self._engine, write=False) as s:
-            row = s.scalar(select(UserRow).where(UserRow.username == username))
+            row = s.scalar(select(UserRow).where(UserRow.username == key))
             return _user(row) if row else None
 
     def verify(self, username: str, password: str) -> UserRecord | None:
         """The active user with this password, or None; the same work whether or not the user exists."""
         with transaction(self._engine, write=False) as s:
-            row = s.scalar(select(UserRow).where(UserRow.username == username)) if USERNAME_RE.match(username) else None
+            key = user_key(username)
+            row = s.scalar(select(UserRow).where(UserRow.username == key)) if key is not None else None
             stored = row.password_hash if row is not None else _DUMMY_HASH
             try:
                 _hasher.verify(stored, password[:MAX_PASSWORD])
@@ -303,7 +317,8 @@ class UserStore:
 
     @staticmethod
     def _by_name(s: Session, username: str) -> UserRow:
-        row = s.scalar(select(UserRow).where(UserRow.username == username))
+        key = user_key(username)
+        row = s.scalar(select(UserRow).where(UserRow.username == key)) if key is not None else None
         if row is None:
             raise KeyError(f"no user {username!r}")
         return row

@@ -8,17 +8,21 @@ import inspect
 import re
 import subprocess
 import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from citypatrol.api.app import route_table
 from citypatrol.pipeline.store.review_schema import SessionRow
 from citypatrol.pipeline.store.schema import utcnow
 from citypatrol.pipeline.store.users import Role, UserError, UserStore
-from tests.fixtures_api import PASSWORD, api_server, db_url, evidence_set, pg_admin  # noqa: F401
+from tests.fixtures_api import PASSWORD, api_server, db_url, evidence_set, pg_admin, start_api  # noqa: F401
 
 R, A, M = "reviewer", "analyst", "admin"
 ANY = {R, A, M}
@@ -182,6 +186,73 @@ def test_wrong_passwords_are_rate_limited_per_user_and_address(api_server):
     assert len(audit) >= 6 and all("not the password" not in str(a) for a in audit)
 
 
+@pytest.fixture
+def counted_api(tmp_path):
+    """A review center on SQLite whose password checks are counted (and each held 0.2 s, so a burst overlaps)."""
+    api, server = start_api(f"sqlite:///{tmp_path / 'cases.db'}", (tmp_path, {}), seed=False)
+    users = server.server.config.app.state.cp.users
+    verify, lock = users.verify, threading.Lock()
+    seen = {"calls": 0, "running": 0, "peak": 0}
+
+    def counted(username: str, password: str):  # noqa: ANN202
+        with lock:
+            seen["calls"] += 1
+            seen["running"] += 1
+            seen["peak"] = max(seen["peak"], seen["running"])
+        try:
+            time.sleep(0.2)
+            return verify(username, password)
+        finally:
+            with lock:
+                seen["running"] -= 1
+
+    users.verify = counted
+    try:
+        yield api, seen
+    finally:
+        server.stop()
+        api.store.close()
+
+
+def burst(url: str, bodies: list[dict], local_address: str = "127.0.0.1") -> list[httpx.Response]:
+    """POST every sign-in at the same moment, each on its own connection."""
+    start = threading.Barrier(len(bodies))
+
+    def one(body: dict) -> httpx.Response:
+        with httpx.Client(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=local_address)) as c:
+            start.wait()
+            return c.post("/api/v1/auth/login", json=body)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(one, bodies))
+
+
+def test_a_burst_of_guesses_is_counted_before_any_password_is_checked(counted_api):
+    api, seen = counted_api
+    answers = burst(api.url, [{"username": R, "password": f"guess number {i}"} for i in range(50)])
+    codes = Counter(r.status_code for r in answers)
+    assert set(codes) == {401, 429} and codes[401] <= 5, codes  # at most login_max_failures guesses are checked
+    assert seen["calls"] == codes[401] and seen["peak"] <= 2, seen  # and at most two at once for one user
+    one_by_one = [httpx.post(f"{api.url}/api/v1/auth/login", json={"username": R, "password": "guess again"}).status_code
+                  for _ in range(6)]
+    assert codes[401] + one_by_one.count(401) == 5 and one_by_one[-1] == 429, (codes, one_by_one)
+    right = httpx.post(f"{api.url}/api/v1/auth/login", json={"username": R, "password": PASSWORD[R]})
+    assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+    assert httpx.post(f"{api.url}/api/v1/auth/login", json={"username": A, "password": PASSWORD[A]}).status_code == 200
+    elsewhere = httpx.Client(base_url=api.url, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    assert elsewhere.post("/api/v1/auth/login", json={"username": R, "password": PASSWORD[R]}).status_code == 200
+
+
+def test_password_checks_running_at_once_are_capped_per_address(counted_api):
+    api, seen = counted_api
+    answers = burst(api.url, [{"username": f"user{i:02d}", "password": "a guessed password"} for i in range(30)], "127.0.0.3")
+    codes = Counter(r.status_code for r in answers)
+    assert seen["peak"] <= 4 and seen["calls"] == codes[401], seen  # 4 argon2 hashes (64 MiB each) at most
+    assert codes[429] > 0 and all("at once" in r.json()["detail"] for r in answers if r.status_code == 429), codes
+    back = httpx.Client(base_url=api.url, transport=httpx.HTTPTransport(local_address="127.0.0.3"))
+    assert back.post("/api/v1/auth/login", json={"username": M, "password": PASSWORD[M]}).status_code == 200  # the burst is over
+
+
 def test_tokens_can_be_revoked_and_disabled_users_lose_their_sessions(api_server):
     admin = api_server.client(M)
     made = admin.post("/api/v1/tokens", json={"name": "dispatch-callbacks", "role": "analyst"})
@@ -203,6 +274,75 @@ def test_tokens_can_be_revoked_and_disabled_users_lose_their_sessions(api_server
     assert added.status_code == 201 and added.json()["role"] == "reviewer"
     actions = [a["action"] for a in admin.get("/api/v1/audit").json()]
     assert {"token.create", "token.revoke", "user.disable", "user.add"} <= set(actions)
+
+
+def test_user_names_are_one_account_whatever_their_case(api_server):
+    admin = api_server.client(M)
+    added = admin.post("/api/v1/users", json={"username": "Wang.Li", "password": "long enough pass", "role": "reviewer"})
+    assert added.status_code == 201 and added.json()["username"] == "wang.li"
+    twin = admin.post("/api/v1/users", json={"username": "WANG.li", "password": "another long pass", "role": "admin"})
+    assert twin.status_code == 409 and "exists" in twin.json()["detail"]
+    assert [u["username"] for u in admin.get("/api/v1/users").json()].count("wang.li") == 1
+    for typed in ("WANG.LI", "wang.li", "Wang.Li"):
+        r = httpx.post(f"{api_server.url}/api/v1/auth/login", json={"username": typed, "password": "long enough pass"})
+        assert r.status_code == 200 and (r.json()["username"], r.json()["role"]) == ("wang.li", "reviewer"), typed
+    assert httpx.post(f"{api_server.url}/api/v1/auth/login", json={"username": "WANG.LI", "password": "another long pass"}).status_code == 401
+    r = httpx.post(f"{api_server.url}/api/v1/auth/login", json={"username": "Reviewer", "password": PASSWORD[R]})
+    assert r.status_code == 200 and r.json()["username"] == R
+    assert admin.patch("/api/v1/users/Wang.LI", json={"active": False}).json() == {**added.json(), "active": False}
+    assert httpx.post(f"{api_server.url}/api/v1/auth/login", json={"username": "wang.li", "password": "long enough pass"}).status_code == 401
+
+
+class EventStream:
+    """GET /api/v1/events read in a thread: `ended` is set when the server ends the stream."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client, self.status, self.clean = client, 0, False
+        self.opened, self.ended = threading.Event(), threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.opened.wait(10) and self.status == 200, self.status
+
+    def _read(self) -> None:
+        try:
+            with self.client.stream("GET", "/api/v1/events") as r:
+                self.status = r.status_code
+                self.opened.set()
+                for _ in r.iter_lines():
+                    pass
+                self.clean = True
+        except httpx.HTTPError:  # cut off when the server stops at the end of the test
+            self.clean = False
+        finally:
+            self.opened.set()
+            self.ended.set()
+
+
+def test_a_live_stream_ends_once_its_sign_in_is_gone(db_url, tmp_path):
+    from citypatrol.pipeline.config.models import ApiConfig
+    from tests.fixtures_api import api_config
+
+    config = api_config().model_copy(update={"api": ApiConfig(events_recheck_s=0.3, live_poll_s=0.1)})
+    api, server = start_api(db_url, (tmp_path, {}), seed=False, config=config)
+    try:
+        admin = api.client(M)
+        signed_out, csrf = api.login(R)
+        disabled, _ = api.login(A)
+        token = admin.post("/api/v1/tokens", json={"name": "wall display", "role": "analyst"}).json()
+        revoked = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {token['token']}"}, timeout=20)
+        streams = {name: EventStream(c) for name, c in
+                   (("signed out", signed_out), ("disabled", disabled), ("revoked", revoked), ("kept", api.client(M)))}
+        time.sleep(1.0)  # several re-checks: a live sign-in keeps its stream
+        assert not any(s.ended.is_set() for s in streams.values())
+        assert signed_out.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+        assert admin.patch(f"/api/v1/users/{A}", json={"active": False}).status_code == 200
+        assert admin.delete(f"/api/v1/tokens/{token['id']}").status_code == 200
+        for name in ("signed out", "disabled", "revoked"):
+            assert streams[name].ended.wait(5) and streams[name].clean, f"the stream of the {name} sign-in goes on"
+        assert not streams["kept"].ended.is_set()
+        assert revoked.get("/api/v1/events").status_code == 401  # and it cannot come back
+    finally:
+        server.stop()
+        api.store.close()
 
 
 def test_openapi_is_published_behind_sign_in_with_roles(api_server):
@@ -252,3 +392,52 @@ def test_demo_login_is_a_reviewer_with_a_fresh_password_each_time(tmp_path):
         users = UserStore(store.engine)
         assert users.verify("demo", first) is None
         assert users.verify("demo", second).role is Role.reviewer
+
+
+def _serve(tmp_path, db: str, trusted: list[str]) -> subprocess.Popen:
+    """`citypatrol serve` in its own process, as deployed, on a free loopback port; returns once it answers."""
+    import json
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / f"serve-{port}.yaml"
+    config.write_text(f"api:\n  trusted_proxies: {json.dumps(trusted)}\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "citypatrol.pipeline.cli.main", "serve", "--config", str(config), "--db", db,
+                             "--evidence", str(tmp_path), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{proc.url}/healthz", timeout=1).status_code == 200:  # type: ignore[attr-defined]
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    pytest.fail(f"citypatrol serve did not start: {proc.communicate()[1].decode()[-2000:]}")
+
+
+@pytest.mark.parametrize(("trusted", "seen_as"), [([], "127.0.0.1"), (["127.0.0.1"], "203.0.113.9"), (["10.0.0.0/8"], "127.0.0.1")])
+def test_serve_believes_forwarded_for_only_from_trusted_proxies(tmp_path, trusted, seen_as):
+    from citypatrol.pipeline.store.case_store import open_store
+    from citypatrol.pipeline.store.review_schema import AuditRow
+
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    with open_store(db) as store:
+        UserStore(store.engine).add_user(R, PASSWORD[R], Role.reviewer, actor="test")
+    proc = _serve(tmp_path, db, trusted)
+    try:
+        forged = {"X-Forwarded-For": "203.0.113.9"}
+        r = httpx.post(f"{proc.url}/api/v1/auth/login", json={"username": R, "password": "not the password"}, headers=forged)
+        assert r.status_code == 401
+        ok = httpx.post(f"{proc.url}/api/v1/auth/login", json={"username": R, "password": PASSWORD[R]}, headers=forged)
+        assert ok.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    with open_store(db) as store, store.engine.connect() as conn:
+        rows = conn.execute(select(AuditRow.action, AuditRow.detail).where(AuditRow.action.in_(["login", "login.failed"]))).all()
+    assert sorted((action, detail["ip"]) for action, detail in rows) == [("login", seen_as), ("login.failed", seen_as)]

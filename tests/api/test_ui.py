@@ -270,3 +270,61 @@ def test_draw_a_zone_and_find_it_saved(browser, ui_server):
     shot(page, "11-review-queue-en")
     assert not errors, errors
 
+
+
+@pytest.mark.parametrize(("next_param", "lands_on"), [
+    ("%2Fstats%3Fx%3D1%23top", "/stats?x=1#top"),  # a page of this site: allowed, query and fragment kept
+    ("%2Fcameras", "/cameras"),
+    ("%2F%09%2Fevil.example", "/"),  # the tab is dropped by the URL parser: //evil.example
+    ("%2F%0A%2Fevil.example", "/"),
+    ("%2F%2Fevil.example", "/"),
+    ("%2F%5Cevil.example", "/"),
+    ("https%3A%2F%2Fevil.example%2F", "/"),
+    ("javascript%3Aalert(1)", "/"),
+])
+def test_sign_in_goes_on_only_to_a_page_of_this_site(browser, ui_server, next_param, lands_on):
+    errors: list[str] = []
+    page = new_page(browser, ui_server.url, errors)
+    left: list[str] = []
+    page.context.route(re.compile(r"^(?!http://127\.0\.0\.1:)"), lambda route: (left.append(route.request.url), route.abort()))
+    page.goto(f"/login?next={next_param}")
+    page.fill("#username", "reviewer")
+    page.fill("#password", PASSWORD["reviewer"])
+    page.click("button[type=submit]")
+    expect(page).to_have_url(ui_server.url + lands_on)
+    assert left == [], f"sign-in sent the browser away from the review center: {left}"
+
+
+def test_a_late_answer_never_puts_an_older_history_back(browser, ui_server):
+    """The case detail asked for on selecting a case can arrive after a decision's own answer (a busy
+    server answers out of order): the panel keeps the newer history, with the 改类 entry."""
+    errors: list[str] = []
+    page = new_page(browser, ui_server.url, errors)
+    sign_in(page, "reviewer")
+    target = SEED[2].case_id
+    held: list = []
+
+    def hold(route) -> None:  # noqa: ANN001
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        held.append((route, route.fetch()))  # read now, before the decision: delivered after it
+
+    page.route(f"**/api/v1/cases/{target}", hold)
+    page.locator(f'#queue-list li[data-id="{target}"]').click()
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the detail request was not seen"
+    page.keyboard.press("c")
+    page.keyboard.press("1")
+    expect(page.locator("#toast")).to_contain_text("已改类")
+    expect(page.locator("#info .history")).to_contain_text("改类")
+    route, stale = held.pop(0)
+    route.fulfill(response=stale)
+    page.unroute(f"**/api/v1/cases/{target}")
+    page.wait_for_timeout(1500)  # the stale answer, then the live event of the change, have arrived
+    expect(page.locator("#info .history")).to_contain_text("改类")
+    assert case(ui_server, target)["category"]["value"] != SEED[2].category.value
+    assert not errors, errors

@@ -102,6 +102,16 @@ def test_relative_sources_resolve_against_the_config_file(tmp_path):
     assert cfg.cameras[1].source == "rtsp://h/x"
 
 
+def test_trusted_proxies_are_none_by_default_and_must_be_addresses_or_networks():
+    assert Config().api.trusted_proxies == []
+    ok = parse_config("api: {trusted_proxies: ['10.0.0.5', '10.1.0.0/16', '::1']}")
+    assert ok.api.trusted_proxies == ["10.0.0.5", "10.1.0.0/16", "::1"]
+    for bad in ("'*'", "proxy.local", "'10.0.0.0/33'"):
+        with pytest.raises(ConfigError) as exc:
+            parse_config(f"api: {{trusted_proxies: [{bad}]}}", "x.yaml")
+        assert "api.trusted_proxies" in str(exc.value) and "not an IP address or network" in str(exc.value)
+
+
 def test_example_config_is_valid_and_schema_is_current(monkeypatch):
     monkeypatch.setenv("CAM_EAST_PASSWORD", "x")
     monkeypatch.setenv("DISPATCH_SECRET", "y")

@@ -112,6 +112,21 @@ def test_bad_signature_stale_timestamp_replay_and_unknown_case_are_refused_and_l
     assert SECRET not in text and "a-guessed-key" not in text and "sha256=" not in text
 
 
+@pytest.mark.parametrize("field", ["note", "case_id", "callback_id", "at"])
+def test_text_with_a_nul_character_is_refused_on_every_database(loop, field):
+    store, sim = loop
+    before = store.get_case("cb-1").case.history
+    fields = {"callback_id": "nul-1", "case_id": "cb-1", "status": "handled", "at": "2026-12-01T10:00:00+08:00", "note": "已拖离"}
+    r = sim.callback("cb-1", "x", body=json.dumps({**fields, field: fields[field] + "\u0000x"}).encode())
+    assert r.status_code == 422 and "NUL" in r.json()["reason"] and field in r.json()["reason"]
+    r = sim.callback("cb-1", "x", body=json.dumps({**fields, field: fields[field] + "\ud800"}).encode())
+    assert r.status_code == 422 and field in r.json()["reason"]
+    assert store.get_case("cb-1").case.history == before, "a refused callback changes nothing"
+    r = sim.callback("cb-1", "x", body=json.dumps(fields, ensure_ascii=False).encode())  # the same callback, clean
+    assert r.status_code == 200 and r.json()["status"] == "handled"
+    assert "已拖离" in store.get_case("cb-1").case.history[-1].reason
+
+
 def test_unsigned_request_is_refused(loop):
     import httpx
 

@@ -24,6 +24,7 @@ from citypatrol.pipeline.dispatch.file_drop import CURRENT, FileAdapter
 from citypatrol.pipeline.dispatch.signing import signature, verify
 from citypatrol.pipeline.store.records import OutboxStatus
 from citypatrol.pipeline.types import CaseStatus
+from tests import services
 from tests.fixtures_dispatch import SECRET, db_url, dispatch_config, open_submitted, pg_admin, store, wait_for  # noqa: F401
 
 
@@ -37,7 +38,7 @@ class Subscriber:
         self.client.on_message = lambda c, u, m: self.messages.append(m)
 
     def __enter__(self) -> Subscriber:
-        self.client.connect("127.0.0.1", 1883)
+        self.client.connect(*services.mqtt_address())
         self.client.loop_start()
         assert self.ready.wait(10), "could not subscribe on the local Mosquitto"
         return self
@@ -49,7 +50,9 @@ class Subscriber:
 
 def test_mqtt_delivery_through_mosquitto(store):
     camera = f"cam-{uuid.uuid4().hex[:8]}"
-    config = dispatch_config(adapter="mqtt")
+    services.require("Mosquitto")
+    host, port = services.mqtt_address()
+    config = dispatch_config(adapter="mqtt", mqtt_host=host, mqtt_port=port)
     ids = [f"{camera}-case{i}" for i in range(3)]
     for cid in ids:
         open_submitted(store, config, cid, camera=camera)

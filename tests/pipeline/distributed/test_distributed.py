@@ -71,9 +71,10 @@ from citypatrol.pipeline.evaluation.scoring import box_iou
 from citypatrol.pipeline.store.case_store import open_store
 from citypatrol.pipeline.store.records import CaseRecord
 from citypatrol.pipeline.types import Event
+from tests import services
 from tests.fixtures_db import pg_schema, schema_url
 
-REDIS_URL = os.environ.get("CITYPATROL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("CITYPATROL_TEST_REDIS", "redis://127.0.0.1:6379/0")  # tests/services.py
 EXE = [sys.executable, "-m", "citypatrol.pipeline.cli.main"]
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
                "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]  # fmt: skip
@@ -216,6 +217,7 @@ def test_messages_round_trip_and_shards_are_stable():
 
 @pytest.fixture
 def rds() -> redis.Redis:
+    services.require("Redis")
     r = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     try:
         r.ping()

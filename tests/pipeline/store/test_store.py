@@ -75,6 +75,55 @@ def test_database_newer_than_this_code_is_refused(store, db_url):
         open_store(db_url)
 
 
+def _users_at_0003(url: str, names: list[str]) -> None:
+    """A database at revision 0003 (names were case-sensitive then) with these users, password 'a good long password'."""
+    from alembic import command
+    from argon2 import PasswordHasher
+
+    from citypatrol.pipeline.store.engine import create_store_engine
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_store_engine(url)
+    hashed = PasswordHasher().hash("a good long password")
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0003_dispatch")
+            for name in names:
+                conn.execute(text("INSERT INTO users (username, password_hash, role, active, created_at, updated_at) "
+                                  "VALUES (:n, :h, 'reviewer', true, :t, :t)"), {"n": name, "h": hashed, "t": T0})
+    finally:
+        engine.dispose()
+
+
+def test_case_variant_user_names_stop_the_upgrade_naming_every_clash_and_merge_nothing(db_url):
+    from citypatrol.pipeline.store.engine import create_store_engine
+
+    _users_at_0003(db_url, ["Admin", "admin", "OPS", "Ops", "Wang.Li"])
+    with pytest.raises(StoreError, match=r"'Admin' = 'admin'; 'OPS' = 'Ops'.*Nothing was changed") as exc:
+        open_store(db_url)
+    assert "Wang.Li" not in str(exc.value)
+    engine = create_store_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_heads() == ("0003_dispatch",)
+            names = sorted(conn.execute(text("SELECT username FROM users")).scalars())
+        assert names == ["Admin", "OPS", "Ops", "Wang.Li", "admin"]
+        with engine.begin() as conn:  # the admin settles each clash, then starts again
+            conn.execute(text("DELETE FROM users WHERE username IN ('admin', 'Ops')"))
+    finally:
+        engine.dispose()
+    from citypatrol.pipeline.store.users import UserStore
+
+    with open_store(db_url) as store:
+        users = UserStore(store.engine)
+        assert [u.username for u in users.users()] == ["admin", "ops", "wang.li"]
+        assert users.verify("ADMIN", "a good long password").username == "admin"
+        assert users.verify("wang.li", "a good long password").username == "wang.li"
+        assert users.verify("admin", "a wrong password here") is None
+
+
 def test_sqlite_file_is_in_wal_mode_with_foreign_keys(tmp_path):
     with open_store(f"sqlite:///{tmp_path / 'sub' / 'cases.db'}") as store:
         with store.engine.connect() as conn:
