@@ -65,6 +65,8 @@ class BatchResult:
     disabled_rules: list[str] = field(default_factory=list)
     evidence_errors: int = 0
     model: str = ""
+    looks: dict[str, int] = field(default_factory=dict)  # model name → frames it looked at (the rest reused its newest)
+    frames_gated: int = 0  # frames no model looked at: nothing had changed in the zones
 
     @property
     def analysed_any(self) -> bool:
@@ -199,6 +201,8 @@ def run_batch(
         database_url=db_url,
         disabled_rules=[reason for _, reason in analyzer.disabled],
         evidence_errors=recorder.evidence_errors,
+        looks={d.name: n for d, n in zip(detector.detectors, schedule.runs)},
+        frames_gated=sum(schedule.gated.values()),
         model=detector.version,
     )
 

@@ -75,6 +75,11 @@ def print_summary(result: BatchResult) -> None:
     if result.evidence_errors:
         out_console.print(f"[yellow]{result.evidence_errors} evidence file(s) could not be written (see the log)[/yellow]")
     out_console.print(f"\nmodel {esc(result.model)}", highlight=False)
+    frames = sum(o.frames for o in result.outcomes)
+    if frames:
+        looks = ", ".join(f"{esc(name)} {n}" for name, n in result.looks.items())
+        out_console.print(f"detector looks of {frames} analysed frame(s): {looks}; {result.frames_gated} unchanged "
+                          "(models.change_gate, rules.*.look_every_s)", highlight=False)
     out_console.print(f"results in {esc(result.out_dir)}/")
     out_console.print(f"  detections  {esc(result.detections_jsonl)}")
     out_console.print(f"  cases       {esc(result.cases_json)}  ({len(result.cases)} case(s))")
