@@ -85,7 +85,12 @@ class DetectionSchedule:
 
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         looks: list[list[Detections | None]] = [[None] * len(self.detector.detectors) for _ in frames]
-        unchanged = [self._unchanged(f) for f in frames]
+        looking: set[str] = set()  # cameras with a frame looked at earlier in this batch
+        unchanged = []
+        for f in frames:  # in order, so a batch decides as frame-by-frame calls would: batch and live agree
+            unchanged.append(self._unchanged(f, looked_in_batch=f.camera_id in looking))
+            if not unchanged[-1]:
+                looking.add(f.camera_id)
         for m, model in enumerate(self.detector.detectors):
             last: dict[str, float] = {}
             due = []
@@ -112,11 +117,12 @@ class DetectionSchedule:
                 looks[k][m] = self._newest[(m, f.camera_id)].detections
         return [Detections.merge(list(parts)) for parts in looks]
 
-    def _unchanged(self, frame: Frame) -> bool:
-        """True if the gate lets this frame reuse its camera's newest detections (every model has some)."""
+    def _unchanged(self, frame: Frame, *, looked_in_batch: bool) -> bool:
+        """True if the gate lets this frame reuse its camera's newest detections: every model has
+        some, from an earlier batch or from a frame looked at earlier in this one."""
         gate = self._gates.setdefault(frame.camera_id, _Gate(None))
         picture = cv2.resize(cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY), THUMB, interpolation=cv2.INTER_AREA)
-        known = all((m, frame.camera_id) in self._newest for m in range(len(self.detector.detectors)))
+        known = looked_in_batch or all((m, frame.camera_id) in self._newest for m in range(len(self.detector.detectors)))
         if (self.gate.enabled and known and gate.last is not None and gate.skipped < self.gate.max_skipped
                 and _changed_pixels(picture, gate.last, gate.mask, self.gate.pixel_diff) < self.gate.min_changed):
             gate.skipped += 1

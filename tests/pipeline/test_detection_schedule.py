@@ -126,3 +126,20 @@ def test_the_change_gate_skips_unchanged_frames_but_not_a_change_in_a_zone(detec
     inside[int(h * 0.7) : int(h * 0.8), int(w * 0.1) : int(w * 0.2)] = 0  # something dark appears in the zone
     schedule.detect([_frame("a", 12.0, inside)])
     assert schedule.gated == {"a": 4} and schedule.runs[0] == 3
+
+
+def test_batches_decide_as_frame_by_frame_calls_would(detector, street):
+    """Batch runs take frames four at a time, a live runner as they come: the same frames must get
+    the same looks (case ids are derived from the boxes)."""
+    config = Config(cameras=[Camera(id="a", source="a.mp4")])
+    changed = street.copy()
+    changed[: street.shape[0] // 2] = 0
+    pictures = [street, street, street, changed, changed, street, street, street, street, street]
+    frames = [_frame("a", 2.0 * i, p) for i, p in enumerate(pictures)]
+    one_by_one = DetectionSchedule(detector, config, config.cameras)
+    single = [one_by_one.detect([f])[0] for f in frames]
+    in_batches = DetectionSchedule(detector, config, config.cameras)
+    batched = [d for i in range(0, len(frames), 4) for d in in_batches.detect(frames[i:i + 4])]
+    assert one_by_one.runs == in_batches.runs and one_by_one.gated == in_batches.gated
+    assert in_batches.gated["a"] >= 3  # the repeats were let through unlooked
+    assert all(np.array_equal(a.xyxy, b.xyxy) and list(a.class_name) == list(b.class_name) for a, b in zip(single, batched))
