@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from citypatrol.annotate.labels import label_zh
-from citypatrol.pipeline.batch.runner import BatchResult, cameras_for_paths, run_batch
+from citypatrol.pipeline.batch.footage import plan_cameras
+from citypatrol.pipeline.batch.runner import BatchResult, run_batch
 from citypatrol.pipeline.cli.markup import esc
 from citypatrol.pipeline.config.models import Config
 from citypatrol.pipeline.config.loading import load_config
@@ -61,6 +62,9 @@ def print_summary(result: BatchResult) -> None:
         table.add_row(esc(o.camera_id), esc(o.source), str(o.frames), f"{o.stream_seconds:.1f}", str(o.detections), str(o.cases),
                       esc(o.error[:80] + ("…" if len(o.error) > 80 else "")) if o.error else ("" if o.frames else "no frames"))
     out_console.print(table)
+    for o in result.outcomes:
+        if o.reading:
+            out_console.print(f"{esc(o.camera_id)}: {esc(o.reading)}", highlight=False, soft_wrap=True)
     if result.cases:
         cases = Table(title="cases")
         for col in ("case", "camera", "category", "code", "opened (s)", "score", "status"):
@@ -100,7 +104,12 @@ def analyze(
         missing = [str(p) for p in paths if not p.exists()]
         for m in missing:
             console.print(f"[red]✗[/red] {esc(m)}: no such file or folder", highlight=False)
-        cameras = cameras_for_paths([p for p in paths if p.exists()], cfg)
+        plan = plan_cameras([p for p in paths if p.exists()], cfg)
+        for note in plan.notes:
+            console.print(f"[cyan]•[/cyan] {esc(note)}", highlight=False, soft_wrap=True)
+        for error in plan.errors:
+            console.print(f"[red]✗[/red] {esc(error)}", highlight=False, soft_wrap=True)
+        cameras = plan.cameras
     else:
         cameras = [c for c in cfg.cameras if c.enabled and not c.is_live]
     if not cameras:
