@@ -134,7 +134,9 @@ class RuleSettings(Strict):
 
 class ParkingSettings(RuleSettings):
     dwell_s: float = Field(180, ge=0, le=86400, description="Seconds a vehicle must stand still in a no-parking zone.")
-    classes: list[str] = Field(default_factory=lambda: ["car", "truck", "bus", "vehicle"])
+    classes: list[str] = Field(
+        default_factory=lambda: ["car", "van", "pickup", "truck", "bus", "vehicle"],
+        description="Vehicle classes: one family, so a parked car the detector calls car, then truck, keeps its dwell.")
     nonmotor_classes: list[str] = Field(
         default_factory=list,
         description="Bicycle/e-bike classes reported as 非机动车乱停放 (e.g. ['bicycle', 'motorcycle']); empty = off.",
