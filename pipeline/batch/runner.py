@@ -52,6 +52,7 @@ class CameraOutcome:
     corrupt_packets: int = 0
     error: str = ""
     reading: str = ""  # how the source was read, when it was a choice (a folder of stills)
+    tiling: str = ""  # the tiles its frames were cut into (detector.tiles), empty = whole frame only
 
 
 @dataclass
@@ -161,6 +162,7 @@ def run_batch(
         for cid, src in sources.items():
             st = src.stats
             outcomes[cid].corrupt_packets = st.corrupt_packets
+            outcomes[cid].tiling = schedule.grids.describe(cid)
             if st.last_error and not outcomes[cid].error:
                 outcomes[cid].error = st.last_error
             src.close()

@@ -66,6 +66,8 @@ def print_summary(result: BatchResult) -> None:
     for o in result.outcomes:
         if o.reading:
             out_console.print(f"{esc(o.camera_id)}: {esc(o.reading)}", highlight=False, soft_wrap=True)
+        if o.tiling:
+            out_console.print(f"{esc(o.camera_id)}: detected whole and in {esc(o.tiling)}", highlight=False, soft_wrap=True)
     if result.cases:
         cases = Table(title="cases")
         for col in ("case", "camera", "category", "code", "opened (s)", "score", "status"):

@@ -218,6 +218,22 @@ class StillsOptions(Strict):
         return pattern
 
 
+class TileSpec(Strict):
+    rows: int = Field(ge=1, le=8, description="Tile rows over the zones' part of the frame.")
+    cols: int = Field(ge=1, le=8, description="Tile columns.")
+    overlap: float = Field(0.2, ge=0, le=0.5, description="Share of a tile shared with its neighbour (a car at an edge is whole in one).")
+
+
+class CameraDetector(Strict):
+    """How this camera's frames go through the detectors."""
+
+    tiles: Literal["auto", "off"] | TileSpec = Field(
+        "off", description="Tiled inference for small, far vehicles: off; auto (tiles from the resolution and "
+                           "min_vehicle_px, over the zones); or {rows, cols, overlap}. Costs one inference per tile.")
+    min_vehicle_px: float = Field(
+        40, ge=4, le=2000, description="Height in frame pixels of the smallest vehicle this camera must see in its zones (for tiles: auto).")
+
+
 class Camera(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Stable camera id (or the platform's 20-digit channel id).")
     name: str = Field("", max_length=200, description="Name shown to reviewers and filed with cases.")
@@ -233,6 +249,7 @@ class Camera(Strict):
         description="Wall-clock start of a recording, ISO 8601 with offset; default: the file's creation_time tag, else its modification time.",
     )
     rules: RuleOverrides = RuleOverrides()
+    detector: CameraDetector = CameraDetector()
     stills: StillsOptions | None = Field(
         None, description="Read `source` (a folder) as one time-lapse camera this way; written in a config as "
                           "`source: {stills: {folder: …, time_from: name|exif|mtime, pattern: …}}`.")
