@@ -214,6 +214,13 @@ def _proc_mem_kib(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
+def _tiling() -> str:
+    from citypatrol.pipeline.config.models import Camera
+
+    tiles = Camera(id="x", source="x").detector.tiles
+    return f"`detector.tiles: {tiles}` on every camera" + (" (whole frame only, one inference per model per frame)" if tiles == "off" else "")
+
+
 def _camera_config(i: int, url: str) -> dict:
     from citypatrol.pipeline.config.models import Camera
 
@@ -571,7 +578,8 @@ def render_section(run: dict, steps: list[Step]) -> str:
                 + (f" (marginal cost between N = {marginal['n0']} and {marginal['n1']}: {marginal['cpu']:.3f} cores and "
                    f"{marginal['rss']:.0f} MiB per added camera; fixed part ≈ {marginal['rss0']:.0f} MiB: model, runtime, store)"
                    if marginal else "")
-                + f"; the loopback RTSP server used another {best.server_cores:.2f} cores on the same machine.", ""]
+                + f"; the loopback RTSP server used another {best.server_cores:.2f} cores on the same machine.", "",
+                f"Tiling: {_tiling()} (see the tiled-inference section for what tiles cost per frame).", ""]
     else:
         out += [f"**No N was sustained** ({fail.reason if fail else 'no step measured'}).", ""]
     out += [f"Search: {run['ended']}; total {run['total_s']:.0f} s (cap {a['max_total_s']:g} s).", "",

@@ -77,7 +77,7 @@ def run_shadow(config, current, candidate, footage: list[str], out: Path, *, eve
     frames = agree = images = 0
     with (out / "disagreements.jsonl").open("w", encoding="utf-8") as log:
         for cam in cams:
-            src = open_source(cam.id, cam.source, cam.cadence_s)
+            src = open_source(cam.id, cam.source, cam.cadence_s, **cam.stills_args())
             try:
                 for n, frame in enumerate(src.frames()):
                     if n % every:

@@ -7,6 +7,7 @@ reference image) and the case builder; it does no I/O beyond reading reference i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from citypatrol.models.detections import Detections
+from citypatrol.pipeline.appearance import LOOK_SIZE, looks_of
 from citypatrol.pipeline.cases.builder import CaseBuilder, CaseChange
 from citypatrol.pipeline.config.models import Camera, Config, Rules
 from citypatrol.pipeline.rules import Rule, RuleContext, build_rules
@@ -81,9 +83,21 @@ class Analyzer:
     def camera(self, camera_id: str) -> CameraState:
         return self._cameras[camera_id]
 
+    @staticmethod
+    def _with_looks(tracker: StationaryTracker, frame: Frame, detections: Detections) -> Detections:
+        """Vehicles get a look (colour histogram) so the tracker can tell one parked car from the next."""
+        if not len(detections) or frame.image is None or "look" in detections.data:
+            return detections
+        vehicles = np.array([tracker.group_of(str(c)) == "vehicle" for c in detections.class_name])
+        if not vehicles.any():
+            return detections
+        looks = np.full((len(detections), LOOK_SIZE), np.nan, np.float32)
+        looks[vehicles] = looks_of(frame.image, np.clip(detections.xyxyn[vehicles], 0.0, 1.0))
+        return dataclasses.replace(detections, data={**detections.data, "look": looks})
+
     def process(self, frame: Frame, detections: Detections) -> FrameResult:
         cam = self._cameras[frame.camera_id]
-        tracks = tuple(cam.tracker.update(detections, frame.pts))
+        tracks = tuple(cam.tracker.update(self._with_looks(cam.tracker, frame, detections), frame.pts))
         ctx = RuleContext(
             camera=cam.camera,
             rules=cam.rules,

@@ -15,6 +15,9 @@ Before any of that, the change gate (`models.change_gate`): a frame whose zones 
 camera's last looked-at frame (160×90 grey pictures; fewer than `min_changed` pixels moved by
 `pixel_diff` grey levels or more) is not looked at by any model and reuses the newest detections;
 at most `max_skipped` frames in a row, so slow changes are never missed for long.
+
+A model that looks at a camera with `detector.tiles` also looks at the frame's tiles for vehicles
+(`models/tiles.py`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import numpy as np
 
 from citypatrol.models.detections import Detections
 from citypatrol.models.detector import MultiDetector
+from citypatrol.models.tiles import detect_tiled
 from citypatrol.pipeline.config.models import Camera, ChangeGate, Config
+from citypatrol.pipeline.tiling import CameraGrids
 from citypatrol.streams.frame import Frame
 
 
@@ -62,6 +67,7 @@ class DetectionSchedule:
         self.runs = [0] * len(detector.detectors)  # images each model looked at
         self.reused = [0] * len(detector.detectors)  # frames that took a model's newest detections instead
         self.gated: dict[str, int] = {}  # camera → frames no model looked at because nothing changed
+        self.grids = CameraGrids(cameras, detector)  # the tiles each camera's frames are cut into (detector.tiles)
         for cam in cameras:
             self.set_camera(cam)
 
@@ -72,6 +78,7 @@ class DetectionSchedule:
         key = as_id or camera.id
         self._every[key] = [model_every_s(d.classes, rules) for d in self.detector.detectors]
         self._gates[key] = _Gate(zone_mask([z.polygon for z in camera.zones]))
+        self.grids.set_camera(camera, as_id=as_id)
 
     def forget(self, camera_id: str) -> None:
         """A camera (or segment) no longer analysed here: drop what is kept for it."""
@@ -106,7 +113,7 @@ class DetectionSchedule:
                 if _due(f.pts, prev, self.every_s(f.camera_id)[m]):
                     due.append(k)
                     last[f.camera_id] = f.pts
-            fresh = model.detect([frames[k].image for k in due]) if due else []
+            fresh = detect_tiled(model, [frames[k].image for k in due], [self.grids.get(frames[k]) for k in due]) if due else []
             self.runs[m] += len(due)
             fresh_of = dict(zip(due, fresh))
             for k, f in enumerate(frames):

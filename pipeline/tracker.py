@@ -17,7 +17,13 @@ only has to recognise *the same object at the same place*:
   there: a parked car missed in a few frames stays at rest, while different passing cars that now
   and then happen to be near the same spot do not add up to a ghost parked car;
 - a track unseen for up to `max_gap_s` is kept (detector flicker, a bus passing in front) and
-  resumes with its dwell intact; after that it is dropped.
+  resumes with its dwell intact; after that it is dropped. A dropped track that was at rest is
+  remembered by its place for `place_memory_s` more: the same-looking object found there again
+  takes its dwell back (hysteresis on the place, not the track id);
+- when detections carry a look (`data["look"]`, colour histograms from `appearance`), a
+  different-looking object at a track's resting place is another object that took the place (one
+  car left, the next parked in the same space between two analysed frames): it gets a new track
+  id and its dwell starts when it is first seen.
 
 Duplicate boxes of one object in the same group (two merged detectors) are suppressed before
 matching. Boxes are normalised, so tolerances do not depend on the resolution.
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from citypatrol.models.detections import Detections
+from citypatrol.pipeline.appearance import same_look
 from citypatrol.pipeline.boxes import iou_matrix
 from citypatrol.pipeline.types import Box, Track
 
@@ -39,6 +46,7 @@ DEFAULT_CLASS_GROUPS: dict[str, str] = {
     "truck": "vehicle",
     "bus": "vehicle",
     "van": "vehicle",
+    "pickup": "vehicle",
     "vehicle": "vehicle",
     "bicycle": "nonmotor",
     "motorcycle": "nonmotor",
@@ -69,6 +77,8 @@ class _State:
     stationary_since: float | None
     class_counts: dict[str, int] = field(default_factory=dict)
     last_class: str = ""
+    looks: list[np.ndarray] = field(default_factory=list)  # recent looks at the resting place (newest last)
+    dropped_at: float | None = None  # stream seconds it was dropped (kept for its place)
 
     def class_name(self) -> str:
         # majority vote; ties go to the most recent class
@@ -94,6 +104,12 @@ def _moved(anchor: np.ndarray, box: np.ndarray, tol: float) -> bool:
     return not (0.5 <= (area_b / area_a if area_a > 0 else 0.0) <= 2.0)
 
 
+def _look(looks: np.ndarray | None, d: int) -> np.ndarray | None:
+    if looks is None or np.isnan(looks[d]).any():
+        return None
+    return looks[d]
+
+
 class StationaryTracker:
     """Tracks of one camera; call `update` once per analysed frame, in stream-time order."""
 
@@ -109,6 +125,7 @@ class StationaryTracker:
         dedup_iou: float = 0.7,
         min_rest_ratio: float = 0.6,
         class_groups: Mapping[str, str] | None = None,
+        place_memory_s: float = 600.0,
     ) -> None:
         """
         iou_threshold: IoU at which a detection continues a track.
@@ -119,6 +136,7 @@ class StationaryTracker:
             (stills every 5 minutes) keeps its tracks between frames.
         dedup_iou: same-group detections overlapping this much are one object (merged detectors).
         min_rest_ratio: share of frames since arriving at the resting place it must be seen in to count as at rest.
+        place_memory_s: stream seconds a dropped track at rest is remembered by its place (and look).
         """
         self.camera_id = camera_id
         self.iou_threshold = iou_threshold
@@ -129,7 +147,9 @@ class StationaryTracker:
         self.dedup_iou = dedup_iou
         self.min_rest_ratio = min_rest_ratio
         self.class_groups = dict(DEFAULT_CLASS_GROUPS if class_groups is None else class_groups)
+        self.place_memory_s = place_memory_s
         self._states: list[_State] = []
+        self._places: list[_State] = []  # dropped tracks that were at rest, by place
         self._next_id = 1
         self._last_pts: float | None = None
         self._frame = 0
@@ -140,6 +160,7 @@ class StationaryTracker:
     def reset(self) -> None:
         """Forget every track (e.g. the camera was moved); ids keep increasing."""
         self._states.clear()
+        self._places.clear()
         self._last_pts = None
 
     @property
@@ -161,18 +182,26 @@ class StationaryTracker:
         self._last_pts = pts
         self._frame += 1
         gap = max(self.max_gap_s, self.max_gap_frames * interval)
+        for s in self._states:
+            if pts - s.last_seen > gap and s.stationary_since is not None:
+                s.dropped_at = pts
+                self._places.append(s)
         self._states = [s for s in self._states if pts - s.last_seen <= gap]
+        self._places = [s for s in self._places if pts - s.last_seen <= gap + self.place_memory_s]
 
         boxes = np.clip(dets.xyxyn.astype(np.float64), 0.0, 1.0) if len(dets) else np.zeros((0, 4))
+        looks = dets.data.get("look")
         groups = np.array([self.group_of(str(c)) for c in dets.class_name], dtype=object)
         for group in dict.fromkeys(groups.tolist()):
             idx = np.flatnonzero(groups == group)
             idx = self._dedup(idx, boxes, dets.confidence)
             states = [s for s in self._states if s.group == group]
-            matched_dets = self._match(states, idx, boxes, dets, pts)
+            matched_dets = self._match(states, idx, boxes, dets, pts, looks)
+            rest = [d for d in idx if d not in matched_dets]
+            matched_dets |= self._revive([s for s in self._places if s.group == group], rest, boxes, dets, pts, looks)
             for d in idx:
                 if d not in matched_dets:
-                    self._new(group, boxes[d], float(dets.confidence[d]), str(dets.class_name[d]), pts)
+                    self._new(group, boxes[d], float(dets.confidence[d]), str(dets.class_name[d]), pts, _look(looks, d))
         self._states.sort(key=lambda s: s.track_id)
         return self.tracks
 
@@ -187,7 +216,29 @@ class StationaryTracker:
             kept.append(i)
         return kept
 
-    def _match(self, states: list[_State], idx: list[int], boxes: np.ndarray, dets: Detections, pts: float) -> set[int]:
+    def _revive(self, places: list[_State], idx: list[int], boxes: np.ndarray, dets: Detections, pts: float,
+                looks: np.ndarray | None) -> set[int]:
+        """Detections at a remembered resting place that look the same: that track is back, dwell intact."""
+        revived: set[int] = set()
+        for d in idx:
+            look = _look(looks, d)
+            for s in places:
+                if s.dropped_at is None or iou_matrix(s.anchor[None], boxes[[d]])[0, 0] < self.iou_threshold:
+                    continue
+                if not s.looks or look is None or not any(same_look(look, seen) for seen in s.looks):
+                    continue  # only a look vouches that it is the same object after so long
+                s.dropped_at = None
+                s.anchor_frame = self._frame - s.rest_hits  # the frames it was hidden do not count against its rest
+                self._places.remove(s)
+                places.remove(s)
+                self._states.append(s)
+                self._continue(s, boxes[d], float(dets.confidence[d]), str(dets.class_name[d]), pts, look)
+                revived.add(d)
+                break
+        return revived
+
+    def _match(self, states: list[_State], idx: list[int], boxes: np.ndarray, dets: Detections, pts: float,
+               looks: np.ndarray | None = None) -> set[int]:
         if not states or not idx:
             return set()
         det_boxes = boxes[idx]
@@ -213,10 +264,15 @@ class StationaryTracker:
             used_t.add(t)
             matched.add(idx[j])
             d = idx[j]
-            self._continue(states[t], boxes[d], float(dets.confidence[d]), str(dets.class_name[d]), pts)
+            self._continue(states[t], boxes[d], float(dets.confidence[d]), str(dets.class_name[d]), pts, _look(looks, d))
         return matched
 
-    def _continue(self, s: _State, box: np.ndarray, score: float, cls: str, pts: float) -> None:
+    def _continue(self, s: _State, box: np.ndarray, score: float, cls: str, pts: float, look: np.ndarray | None = None) -> None:
+        if look is not None and s.looks and not any(same_look(look, seen) for seen in s.looks):
+            # another object took this place: a new track from now on, nothing of the last one's dwell
+            s.track_id, self._next_id = self._next_id, self._next_id + 1
+            s.first_seen, s.hits, s.score, s.class_counts = pts, 0, score, {}
+            s.anchor = np.full(4, -1.0)  # forces the restart below
         s.box = box.copy()
         s.score = max(s.score, score)
         s.last_seen = pts
@@ -229,12 +285,15 @@ class StationaryTracker:
             s.anchor_frame = self._frame
             s.rest_hits = 1
             s.stationary_since = None
+            s.looks = [look] if look is not None else []
             return
+        if look is not None:
+            s.looks = (s.looks + [look])[-4:]
         s.rest_hits += 1
         ratio = s.rest_hits / (self._frame - s.anchor_frame + 1)
         s.stationary_since = s.anchor_pts if ratio >= self.min_rest_ratio else None
 
-    def _new(self, group: str, box: np.ndarray, score: float, cls: str, pts: float) -> None:
+    def _new(self, group: str, box: np.ndarray, score: float, cls: str, pts: float, look: np.ndarray | None = None) -> None:
         self._states.append(
             _State(
                 track_id=self._next_id,
@@ -251,6 +310,7 @@ class StationaryTracker:
                 stationary_since=None,
                 class_counts={cls: 1},
                 last_class=cls,
+                looks=[look] if look is not None else [],
             )
         )
         self._next_id += 1
@@ -270,4 +330,5 @@ class StationaryTracker:
             hits=s.hits,
             stationary_since=s.stationary_since,
             anchor_box=tup(s.anchor),
+            look=tuple(float(v) for v in s.looks[-1]) if s.looks else (),
         )

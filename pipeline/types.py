@@ -29,6 +29,7 @@ class Track:
     hits: int  # frames it was matched in
     stationary_since: float | None  # stream seconds since which it has not moved; None = moving
     anchor_box: Box  # box where it came to rest (compare with `box` to see drift)
+    look: tuple[float, ...] = ()  # latest colour histogram at its resting place (see `appearance`); () = unknown
 
     @property
     def stationary_for(self) -> float:
@@ -53,6 +54,7 @@ class Event:
     classes: tuple[str, ...] = ()  # detector classes that made up the cue
     detail: str = ""  # one line for reviewers: "car still for 312 s in zone 东门人行道"
     model: str = ""
+    look: tuple[float, ...] = ()  # what the object looks like (see `appearance`), to tell it from the next one there
 
     @property
     def event_id(self) -> str:

@@ -11,7 +11,8 @@ from citypatrol.streams.live import LiveOptions, LiveSource
 from citypatrol.streams.media import is_image, list_media
 from citypatrol.streams.recorded import FileSource, RecordedSource
 from citypatrol.streams.source import Source, SourceError
-from citypatrol.streams.stills import StillsSource, stills_timeline
+from citypatrol.streams.still_times import StillsTimeError, TimeFrom, read_stills, stills_timeline
+from citypatrol.streams.stills import StillsSource
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "srt://", "udp://", "tcp://")
 
@@ -45,6 +46,8 @@ def open_source(
     max_side: int | None = 1280,
     still_interval_s: float | None = None,
     start_s: float = 0.0,
+    time_from: TimeFrom | str | None = None,
+    pattern: str | None = None,
     **live_opts: object,
 ) -> Source:
     """Open a camera's frames.
@@ -54,7 +57,10 @@ def open_source(
       With `reconnect=False` a URL nobody serves raises `SourceError` here, within the open
       timeout; with reconnection on, this returns at once and the source retries in the background.
     - a folder of images named by time or sequence number: `StillsSource` (numbered stills are
-      `still_interval_s` apart, default the cadence).
+      `still_interval_s` apart, default the cadence). `time_from` (name | exif | mtime | auto)
+      makes a folder a stills camera whatever its names, with times read that way (`pattern`: a
+      strptime-style name pattern such as `IMG_%Y%m%d_%H%M%S`); stills whose time cannot be read
+      raise `SourceError` naming them.
     - another folder: its video files (and stills) in name order as one camera.
     - a file: `FileSource`; one that cannot be opened raises `SourceError` saying why.
 
@@ -67,7 +73,7 @@ def open_source(
         raise ValueError(f"cadence_s must be > 0, got {cadence_s}")
     if start_wall is not None and start_wall.tzinfo is None:
         start_wall = start_wall.replace(tzinfo=UTC)
-    kind = source_kind(source)
+    kind = SourceKind.stills if time_from is not None else source_kind(source)
     if start_s and kind is not SourceKind.file:
         raise ValueError(f"start_s applies to a video file, not to {kind.value} source {source!r}")
     if kind is SourceKind.live:
@@ -82,9 +88,17 @@ def open_source(
         return FileSource(camera_id, path, cadence_s, start_wall=start_wall, max_side=max_side, start_s=start_s)
     media = list_media(path)
     if kind is SourceKind.stills:
-        timeline = stills_timeline(media, still_interval_s or cadence_s)
-        assert timeline is not None
-        return StillsSource(camera_id, source, timeline, cadence_s, start_wall=start_wall, max_side=max_side)
+        if not path.is_dir():
+            raise SourceError(camera_id, source, "a stills source must be a folder of images")
+        try:
+            reading = read_stills([p for p in media if is_image(p)], time_from or TimeFrom.auto, pattern=pattern,
+                                  interval_s=still_interval_s or cadence_s)
+        except StillsTimeError as exc:
+            raise SourceError(camera_id, source, str(exc)) from None
+        if not reading.stills:
+            raise SourceError(camera_id, source, f"cannot read the stills as one camera: {reading.why}")
+        return StillsSource(camera_id, source, reading.stills, cadence_s, start_wall=start_wall, max_side=max_side,
+                            reading=f"stills, times from {reading.reading} ({reading.why})")
     if not media:
         raise SourceError(camera_id, source, "the folder holds no video or image files")
     return RecordedSource(camera_id, source, media, cadence_s, start_wall=start_wall, max_side=max_side)

@@ -61,6 +61,7 @@ class Source(ABC):
         self.camera_id = camera_id
         self.source = source  # raw: may hold credentials; log `redacted` instead
         self.redacted = redact_url(source)
+        self.reading = ""  # how the frames and their times are read, when it was a choice (stills), for summaries
         self._stats = SourceStats()
         self._stats_lock = threading.Lock()
 

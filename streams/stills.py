@@ -2,69 +2,25 @@
 
 Many city cameras (and datasets such as PKLot) deliver one picture every few minutes as JPEGs
 named `2013-02-24_06_15_00….jpg`. The names carry the capture time, so stream time comes from
-them: pts = seconds since the first still, wall = the time in the name (read as UTC unless
+them: pts = seconds since the first still, wall = the capture time (read as UTC unless
 `start_wall` is given). Names with only a sequence number are spaced `interval_s` apart.
+`still_times` decides where the times come from (names, EXIF, modification times).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
 
 from citypatrol.streams.frame import Frame
-from citypatrol.streams.media import natural_key
 from citypatrol.streams.sampling import CadenceGate, fit_size
 from citypatrol.streams.source import Source, SourceError, SourceState
+from citypatrol.streams.still_times import Still, parse_sequence_number, parse_still_time, stills_timeline
 
-_STAMP = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_.]?(\d\d)[-_.]?(\d\d)[T _-]?(\d\d)[-_.:]?(\d\d)[-_.:]?(\d\d)(?!\d)")
-_NUMBER = re.compile(r"(\d+)(?!.*\d)")
-
-
-def parse_still_time(name: str) -> datetime | None:
-    """The capture time in a file name (`2013-02-24_06_15_04`, `20130224T061504`, …), naive; None if absent."""
-    for m in _STAMP.finditer(name):
-        try:
-            return datetime(*(int(g) for g in m.groups()))
-        except ValueError:
-            continue
-    return None
-
-
-def parse_sequence_number(name: str) -> int | None:
-    """The last number in a file stem (`frame_000123.jpg` → 123); None if it has none."""
-    m = _NUMBER.search(Path(name).stem)
-    return int(m.group(1)) if m else None
-
-
-@dataclass(frozen=True, slots=True)
-class Still:
-    path: Path
-    pts: float
-    taken: datetime | None  # from the name, naive; None for sequence numbers
-
-
-def stills_timeline(paths: Sequence[Path], interval_s: float) -> list[Still] | None:
-    """Order the stills and give each its stream time; None if the names carry no time or number.
-
-    Timestamps are used when every name has one; otherwise sequence numbers when every name has
-    one. Stills with the same time keep name order.
-    """
-    times = [parse_still_time(p.name) for p in paths]
-    if paths and all(t is not None for t in times):
-        ordered = sorted(zip(paths, times), key=lambda pt: (pt[1], natural_key(pt[0])))
-        t0 = ordered[0][1]
-        return [Still(p, (t - t0).total_seconds(), t) for p, t in ordered]
-    numbers = [parse_sequence_number(p.name) for p in paths]
-    if paths and all(n is not None for n in numbers):
-        ordered_n = sorted(zip(paths, numbers), key=lambda pn: (pn[1], natural_key(pn[0])))
-        n0 = ordered_n[0][1]
-        return [Still(p, (n - n0) * interval_s, None) for p, n in ordered_n]
-    return None
+__all__ = ["Still", "StillsSource", "parse_sequence_number", "parse_still_time", "read_image", "stills_timeline"]
 
 
 def read_image(path: Path, max_side: int | None):
@@ -91,8 +47,10 @@ class StillsSource(Source):
         *,
         start_wall: datetime | None = None,
         max_side: int | None = 1280,
+        reading: str = "",
     ) -> None:
         super().__init__(camera_id, source)
+        self.reading = reading
         if not stills:
             raise SourceError(camera_id, source, "no still images to read")
         self._stills = list(stills)

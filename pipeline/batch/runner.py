@@ -25,6 +25,7 @@ from citypatrol.models.detections import Detections
 from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.analyzer import Analyzer
 from citypatrol.pipeline.config.models import Camera, Config
+from citypatrol.pipeline.batch.footage import plan_cameras
 from citypatrol.pipeline.batch.outputs import DetectionLog, SampleFrames
 from citypatrol.pipeline.detection_schedule import DetectionSchedule
 from citypatrol.pipeline.sinks.recorder import CaseRecorder, ClipSource
@@ -33,7 +34,6 @@ from citypatrol.pipeline.cli.markup import esc
 from citypatrol.pipeline.store.case_store import Store, open_store
 from citypatrol.pipeline.store.records import CaseRecord
 from citypatrol.streams.frame import Frame
-from citypatrol.streams.media import iter_media_files
 from citypatrol.streams.open import open_source
 from citypatrol.streams.probe import duration_s
 from citypatrol.streams.source import Source, SourceError
@@ -51,6 +51,8 @@ class CameraOutcome:
     cases: int = 0
     corrupt_packets: int = 0
     error: str = ""
+    reading: str = ""  # how the source was read, when it was a choice (a folder of stills)
+    tiling: str = ""  # the tiles its frames were cut into (detector.tiles), empty = whole frame only
 
 
 @dataclass
@@ -74,21 +76,8 @@ class BatchResult:
 
 
 def cameras_for_paths(paths: Sequence[str | Path], config: Config) -> list[Camera]:
-    """One camera per media file (id = file stem); a config camera with that id lends its settings."""
-    cameras: list[Camera] = []
-    seen: set[str] = set()
-    for path in iter_media_files(paths):
-        cam_id = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in path.stem)[:64] or "camera"
-        base = next((c for c in config.cameras if c.id == cam_id), None)
-        unique, n = cam_id, 2
-        while unique in seen:
-            unique, n = f"{cam_id}-{n}", n + 1
-        seen.add(unique)
-        if base is not None:
-            cameras.append(base.model_copy(update={"id": unique, "source": str(path)}))
-        else:
-            cameras.append(Camera(id=unique, name=path.name, source=str(path)))
-    return cameras
+    """The cameras for `paths` (see `footage.plan_cameras`, which also says how folders of stills were read)."""
+    return plan_cameras(paths, config).cameras
 
 
 def _start_wall(camera: Camera) -> datetime | None:
@@ -136,7 +125,8 @@ def run_batch(
         store.upsert_camera(cam)
         analyzer.add_camera(cam)
         try:
-            sources[cam.id] = open_source(cam.id, cam.source, cam.cadence_s, start_wall=_start_wall(cam))
+            sources[cam.id] = open_source(cam.id, cam.source, cam.cadence_s, start_wall=_start_wall(cam), **cam.stills_args())
+            outcomes[cam.id].reading = sources[cam.id].reading
         except (SourceError, OSError, ValueError) as exc:
             outcomes[cam.id].error = str(exc)
             console.print(f"[red]✗[/red] {esc(cam.id)}: {esc(exc)}", highlight=False)
@@ -172,6 +162,7 @@ def run_batch(
         for cid, src in sources.items():
             st = src.stats
             outcomes[cid].corrupt_packets = st.corrupt_packets
+            outcomes[cid].tiling = schedule.grids.describe(cid)
             if st.last_error and not outcomes[cid].error:
                 outcomes[cid].error = st.last_error
             src.close()

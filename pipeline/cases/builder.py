@@ -9,7 +9,10 @@ is the same problem). An event joins a case of its category when
   camera has not seen this case yet — boxes of different views cannot be compared, so the site is
   the place. A camera that has already seen the case must match it by its own box.
 
-Open cases win over expired ones; among several, the best overlap wins.
+Open cases win over expired ones; among several, the best overlap wins. An object that came to
+rest after the case was last seen and looks different (another car in the same space: its event's
+`look` against the case's) is a new problem, never a continuation or a reopening; one that looks
+the same (the car back after a while) is the case's.
 
 Time. Stream time (`pts`) is per camera, so the builder keeps, per case, the last `pts` at which
 each camera saw it, and per camera the latest `pts` it was told (`add`, `tick`). A case expires
@@ -42,6 +45,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+import numpy as np
+
+from citypatrol.pipeline.appearance import same_look
 from citypatrol.pipeline.boxes import box_iou, box_overlap_min
 from citypatrol.pipeline.cases.states import can_transition, opened_row, transition
 from citypatrol.pipeline.config.models import CasesConfig, Category, Config
@@ -73,6 +79,7 @@ class _Entry:
     seen: dict[str, float] = field(default_factory=dict)  # camera -> its pts when it last saw the case
     expired_at: dict[str, float] = field(default_factory=dict)  # camera -> its pts at expiry
     expired_wall: datetime | None = None
+    look: tuple[float, ...] = ()  # what the object looked like when last seen by the case's camera
 
 
 def case_id_for(camera_id: str, category: Category, opened_pts: float, box: Box) -> str:
@@ -228,6 +235,9 @@ class CaseBuilder:
         case = entry.case
         if case.category != event.category:
             return None
+        if event.camera_id == case.camera_id and event.since_pts > case.last_seen_pts and entry.look and event.look \
+                and not same_look(np.asarray(event.look), np.asarray(entry.look)):
+            return None  # arrived after the case was last seen, and looks different: another object
         place = entry.places.get(event.camera_id)
         if place is not None:
             box, zone = place
@@ -270,6 +280,8 @@ class CaseBuilder:
         entry.seen[cam] = max(entry.seen.get(cam, event.pts), event.pts)
         case = entry.case
         own = cam == case.camera_id
+        if own and event.look:
+            entry.look = event.look
         entry.case = dataclasses.replace(
             case,
             box=event.box if own else case.box,
@@ -305,5 +317,6 @@ class CaseBuilder:
             model=event.model,
             history=(opened_row(event.wall, ACTOR, f"{event.detail} [event {event.event_id}]"),),
         )
-        self._live[case_id] = _Entry(case, {event.camera_id: (event.box, event.zone_id)}, {event.camera_id: event.pts})
+        self._live[case_id] = _Entry(case, {event.camera_id: (event.box, event.zone_id)}, {event.camera_id: event.pts},
+                                     look=event.look)
         return case

@@ -10,11 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from citypatrol.annotate.labels import label_zh
-from citypatrol.pipeline.batch.runner import BatchResult, cameras_for_paths, run_batch
+from citypatrol.pipeline.batch.footage import plan_cameras
+from citypatrol.pipeline.batch.runner import BatchResult, run_batch
 from citypatrol.pipeline.cli.markup import esc
 from citypatrol.pipeline.config.models import Config
 from citypatrol.pipeline.config.loading import load_config
 
+import contextlib
 import sys
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
@@ -61,6 +63,11 @@ def print_summary(result: BatchResult) -> None:
         table.add_row(esc(o.camera_id), esc(o.source), str(o.frames), f"{o.stream_seconds:.1f}", str(o.detections), str(o.cases),
                       esc(o.error[:80] + ("…" if len(o.error) > 80 else "")) if o.error else ("" if o.frames else "no frames"))
     out_console.print(table)
+    for o in result.outcomes:
+        if o.reading:
+            out_console.print(f"{esc(o.camera_id)}: {esc(o.reading)}", highlight=False, soft_wrap=True)
+        if o.tiling:
+            out_console.print(f"{esc(o.camera_id)}: detected whole and in {esc(o.tiling)}", highlight=False, soft_wrap=True)
     if result.cases:
         cases = Table(title="cases")
         for col in ("case", "camera", "category", "code", "opened (s)", "score", "status"):
@@ -100,7 +107,12 @@ def analyze(
         missing = [str(p) for p in paths if not p.exists()]
         for m in missing:
             console.print(f"[red]✗[/red] {esc(m)}: no such file or folder", highlight=False)
-        cameras = cameras_for_paths([p for p in paths if p.exists()], cfg)
+        plan = plan_cameras([p for p in paths if p.exists()], cfg)
+        for note in plan.notes:
+            console.print(f"[cyan]•[/cyan] {esc(note)}", highlight=False, soft_wrap=True)
+        for error in plan.errors:
+            console.print(f"[red]✗[/red] {esc(error)}", highlight=False, soft_wrap=True)
+        cameras = plan.cameras
     else:
         cameras = [c for c in cfg.cameras if c.enabled and not c.is_live]
     if not cameras:
@@ -118,24 +130,48 @@ def evaluate(
     config: Path | None = typer.Option(None, "--config", "-c", help="Config for models and rules (cameras come from the truth files)."),
     out: Path = typer.Option(Path("out/evaluate"), "--out", "-o", help="Output folder."),
     sample: list[str] = typer.Option(None, "--sample", help="Only these samples (manifest names)."),
+    truth: list[Path] = typer.Option(None, "--truth", "-t", help="Truth files of your own footage (format of sample_videos/*.truth.yaml) instead of the samples."),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores, false cases and missed problems as JSON on stdout."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     candidate: str | None = typer.Option(None, "--candidate", help="Compare these weights (or NAME@VERSION) with the current model."),
     detector: str | None = typer.Option(None, "--detector", help="With --candidate: the detector slot it replaces (default: the first)."),
     data: Path | None = typer.Option(None, "--data", help="With --candidate: a dataset.yaml (e.g. an export's) for detection metrics on its val split."),
     register: bool = typer.Option(True, help="With --candidate: record it and this comparison as a candidate version."),
 ) -> None:
-    """Event-level precision and recall per category on the sample footage's truth files.
+    """Event-level precision and recall per category on the sample footage's truth files, or on your
+    own footage with --truth FILE.truth.yaml … (every file is checked before anything runs).
 
     With --candidate: the candidate and the current model side by side (detection metrics on --data's
     validation split, event-level figures on the footage), recorded for `citypatrol models promote`.
     """
-    from citypatrol.pipeline.evaluation.run import evaluate_samples
+    from citypatrol.pipeline.evaluation.run import TruthFilesError, evaluate_samples, evaluate_truth_files, load_truth_files
+    from citypatrol.pipeline.evaluation.report import evaluation_dict
 
     cfg = _config(config)
     if candidate:
         _evaluate_candidate(cfg, candidate, detector, data, out, sample or None, register)
         return
-    ev = evaluate_samples(cfg, _detector(cfg), out, names=sample or None, console=console, show_progress=progress)
+    truths = None
+    if truth:
+        try:
+            truths = load_truth_files(truth)
+        except TruthFilesError as exc:
+            for problem in exc.problems:
+                console.print(f"✗ {problem}", highlight=False, markup=False)
+            console.print("nothing was evaluated: fix the truth file(s) above", highlight=False)
+            raise typer.Exit(2) from None
+    # with --json, stdout carries the JSON only: whatever the model libraries print goes to stderr
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        if truths is not None:
+            ev = evaluate_truth_files(cfg, _detector(cfg), out, truths, console=console, show_progress=progress and not as_json)
+        else:
+            ev = evaluate_samples(cfg, _detector(cfg), out, names=sample or None, console=console,
+                                  show_progress=progress and not as_json)
+    if as_json:
+        import json
+
+        print(json.dumps(evaluation_dict(ev), ensure_ascii=False, indent=2))
+        return
     print_evaluation(ev)
 
 
@@ -193,13 +229,15 @@ def print_evaluation(ev) -> None:
         table.add_row(f"{label_zh(cat)} {cat.value}", str(s.true_positives), str(s.false_positives), str(s.false_negatives),
                       fmt(s.precision), fmt(s.recall))
     out_console.print(table)
+    from citypatrol.pipeline.evaluation.report import look_at
+
     for v in ev.videos:
         for case, why in v.false_cases:
-            out_console.print(f"  false case  {esc(v.video)}: {esc(case.case_id)} {case.category.value} at {case.opened_pts:.1f} s — {esc(why)}",
-                              highlight=False)
+            out_console.print(f"  false case  {esc(v.video)}: {esc(case.case_id)} {case.category.value} at {case.opened_pts:.1f} s — {esc(why)}"
+                              f"\n              evidence {esc(case.evidence or '(none written)')}", highlight=False, soft_wrap=True)
         for item in v.missed:
-            out_console.print(f"  missed      {esc(v.video)}: {item.category.value} {esc(list(item.box))} from {item.start_s} s — {esc(item.note)}",
-                              highlight=False)
+            out_console.print(f"  missed      {esc(v.video)}: {item.category.value} {esc(list(item.box))} from {item.start_s} s — {esc(item.note)}"
+                              f"\n              look at {esc(look_at(ev, v.video, item))}", highlight=False, soft_wrap=True)
 
 
 @samples_app.command("fetch")

@@ -33,6 +33,9 @@ app.command("analyze")(analyze)
 app.command("evaluate")(evaluate)
 app.command("demo")(demo)
 app.add_typer(samples_app, name="samples")
+from citypatrol.pipeline.cli.truth import truth_app  # noqa: E402
+
+app.add_typer(truth_app, name="truth")
 from citypatrol.pipeline.cli.dispatch import dispatch_app, report  # noqa: E402
 
 app.add_typer(dispatch_app, name="dispatch")

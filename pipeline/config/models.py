@@ -134,7 +134,9 @@ class RuleSettings(Strict):
 
 class ParkingSettings(RuleSettings):
     dwell_s: float = Field(180, ge=0, le=86400, description="Seconds a vehicle must stand still in a no-parking zone.")
-    classes: list[str] = Field(default_factory=lambda: ["car", "truck", "bus", "vehicle"])
+    classes: list[str] = Field(
+        default_factory=lambda: ["car", "van", "pickup", "truck", "bus", "vehicle"],
+        description="Vehicle classes: one family, so a parked car the detector calls car, then truck, keeps its dwell.")
     nonmotor_classes: list[str] = Field(
         default_factory=list,
         description="Bicycle/e-bike classes reported as 非机动车乱停放 (e.g. ['bicycle', 'motorcycle']); empty = off.",
@@ -195,6 +197,43 @@ class RuleOverrides(Strict):
     billboard: dict[str, object] = Field(default_factory=dict)
 
 
+class StillsOptions(Strict):
+    """How a folder of time-lapse stills is read as one camera (config `source: {stills: {…}}`)."""
+
+    time_from: Literal["auto", "name", "exif", "mtime"] = Field(
+        "name", description="Where each still's capture time comes from: its file name, EXIF DateTimeOriginal, "
+                            "its modification time, or auto (names, else EXIF, else sequence numbers).")
+    pattern: str | None = Field(
+        None, max_length=200,
+        description="strptime-style pattern of the time in the names, e.g. 'IMG_%Y%m%d_%H%M%S' (default: "
+                    "YYYY-MM-DD_HH_MM_SS and its usual variants).")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            from citypatrol.streams.still_times import pattern_regex
+
+            pattern_regex(pattern)
+        return pattern
+
+
+class TileSpec(Strict):
+    rows: int = Field(ge=1, le=8, description="Tile rows over the zones' part of the frame.")
+    cols: int = Field(ge=1, le=8, description="Tile columns.")
+    overlap: float = Field(0.2, ge=0, le=0.5, description="Share of a tile shared with its neighbour (a car at an edge is whole in one).")
+
+
+class CameraDetector(Strict):
+    """How this camera's frames go through the detectors."""
+
+    tiles: Literal["auto", "off"] | TileSpec = Field(
+        "off", description="Tiled inference for small, far vehicles: off; auto (tiles from the resolution and "
+                           "min_vehicle_px, over the zones); or {rows, cols, overlap}. Costs one inference per tile.")
+    min_vehicle_px: float = Field(
+        40, ge=4, le=2000, description="Height in frame pixels of the smallest vehicle this camera must see in its zones (for tiles: auto).")
+
+
 class Camera(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Stable camera id (or the platform's 20-digit channel id).")
     name: str = Field("", max_length=200, description="Name shown to reviewers and filed with cases.")
@@ -210,6 +249,27 @@ class Camera(Strict):
         description="Wall-clock start of a recording, ISO 8601 with offset; default: the file's creation_time tag, else its modification time.",
     )
     rules: RuleOverrides = RuleOverrides()
+    detector: CameraDetector = CameraDetector()
+    stills: StillsOptions | None = Field(
+        None, description="Read `source` (a folder) as one time-lapse camera this way; written in a config as "
+                          "`source: {stills: {folder: …, time_from: name|exif|mtime, pattern: …}}`.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stills_source(cls, data: object) -> object:
+        """`source: {stills: {folder, time_from, pattern}}` → `source: folder` + `stills: {time_from, pattern}`."""
+        if not isinstance(data, dict) or not isinstance(data.get("source"), dict):
+            return data
+        spec = data["source"]
+        if set(spec) != {"stills"} or not isinstance(spec["stills"], dict):
+            raise ValueError("source: give a string (file, folder, URL) or {stills: {folder, time_from, pattern}}")
+        options = dict(spec["stills"])
+        folder = options.pop("folder", None)
+        if not isinstance(folder, str) or not folder:
+            raise ValueError("source.stills.folder: the folder of stills is required")
+        if "stills" in data:
+            raise ValueError("give the stills reading once: in source.stills or in stills, not both")
+        return {**data, "source": folder, "stills": options}
 
     @model_validator(mode="after")
     def _unique_zone_ids(self) -> "Camera":
@@ -219,6 +279,10 @@ class Camera(Strict):
                 raise ValueError(f"zone id {z.id!r} appears twice")
             seen.add(z.id)
         return self
+
+    def stills_args(self) -> dict[str, str | None]:
+        """`open_source` keywords for a stills camera (`time_from`, `pattern`); empty for other sources."""
+        return {"time_from": self.stills.time_from, "pattern": self.stills.pattern} if self.stills else {}
 
     @property
     def is_live(self) -> bool:

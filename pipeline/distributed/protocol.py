@@ -196,6 +196,7 @@ def event_to_dict(e: Event) -> dict:
         "camera_id": e.camera_id, "category": e.category.value, "box": list(e.box), "zone_id": e.zone_id,
         "pts": e.pts, "wall": e.wall.isoformat(), "since_pts": e.since_pts, "score": e.score,
         "track_ids": list(e.track_ids), "classes": list(e.classes), "detail": e.detail, "model": e.model,
+        "look": [round(v, 5) for v in e.look],
     }  # fmt: skip
 
 
@@ -205,6 +206,7 @@ def event_from_dict(d: Mapping) -> Event:
         zone_id=d.get("zone_id"), pts=float(d["pts"]), wall=datetime.fromisoformat(d["wall"]),
         since_pts=float(d["since_pts"]), score=float(d["score"]), track_ids=tuple(d.get("track_ids", ())),
         classes=tuple(d.get("classes", ())), detail=d.get("detail", ""), model=d.get("model", ""),
+        look=tuple(float(v) for v in d.get("look", ())),
     )  # fmt: skip
 
 

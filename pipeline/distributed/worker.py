@@ -172,7 +172,8 @@ class Worker:
         self.schedule.set_camera(cam)
         self.ticks.forget(cam.id)
         try:
-            source = open_source(cam.id, cam.source, cam.cadence_s, start_wall=_start_wall(cam), open_timeout_s=live.open_timeout_s,
+            source = open_source(cam.id, cam.source, cam.cadence_s, start_wall=_start_wall(cam), **cam.stills_args(),
+                                 open_timeout_s=live.open_timeout_s,
                                  read_timeout_s=live.read_timeout_s, backoff_max_s=live.backoff_max_s)  # fmt: skip
         except (SourceError, OSError, ValueError) as exc:
             log.error("%s", exc)  # held all the same: its lease says who is responsible for it

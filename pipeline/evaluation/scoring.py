@@ -49,8 +49,14 @@ class Truth(BaseModel):
 
 
 def load_truth(path: str | Path) -> Truth:
+    """A truth file, validated; ConfigError names the file and the key path of every problem."""
     p = Path(path)
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(str(p), [ConfigIssue("", f"cannot read it as YAML: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(p), [ConfigIssue("", "expected a mapping with video, camera and problems")])
     camera = data.get("camera")
     if isinstance(camera, dict):
         camera.setdefault("source", f"{data.get('video', p.stem)}.mp4")
@@ -72,6 +78,7 @@ class ScoredCase:
     category: Category
     box: Box
     opened_pts: float
+    evidence: str = ""  # the case's evidence frame, for a person to look at
 
 
 def boxes_match(a: Box, b: Box, min_iou: float = 0.2, min_overlap: float = 0.5) -> bool:
@@ -115,34 +122,36 @@ def score_video(
     result = VideoScore(video=truth.video)
     taken: set[int] = set()
     for case in sorted(cases, key=lambda c: c.opened_pts):
-        best: int | None = None
         reason = "no problem of this category at this place"
-        duplicate = False
+        free: list[int] = []
+        duplicate_of: int | None = None
         for i, item in enumerate(truth.problems):
             if item.category != case.category or not boxes_match(case.box, item.box):
                 continue
             earliest = item.start_s + dwell_s.get(item.category, 0.0) - tolerance_s
             latest = (item.end_s if item.end_s is not None else float("inf")) + tolerance_s
             if not (earliest <= case.opened_pts <= latest):
-                if not duplicate:
+                if duplicate_of is None:
                     reason = f"opened at {case.opened_pts:.1f} s, outside {max(earliest, 0):.1f}–{latest:.1f} s"
                 continue
             if i in taken:
-                reason, duplicate = "duplicate: another case already matched this problem", True
-                if item.optional:
-                    best = i
+                reason = "duplicate: another case already matched this problem"
+                if duplicate_of is None or item.optional:
+                    duplicate_of = i
                 continue
-            best = i
-            break
+            free.append(i)
+        # of the problems the case may be, the one its box overlaps most (neighbouring spaces overlap in perspective)
+        best = max(free, key=lambda i: box_iou(case.box, truth.problems[i].box), default=None)
+        if best is None and duplicate_of is not None and truth.problems[duplicate_of].optional:
+            best = duplicate_of
         if best is None:
             result.false_cases.append((case, reason))
             continue
         item = truth.problems[best]
+        taken.add(best)
         if item.optional:
             result.ignored.append(case)
-            taken.add(best)
             continue
-        taken.add(best)
         result.matched.append((case, item))
     result.missed = [item for i, item in enumerate(truth.problems) if i not in taken and not item.optional]
     return result

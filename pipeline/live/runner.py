@@ -128,7 +128,7 @@ def run_live(
         analyzer.add_camera(cam)
         try:
             source = open_source(
-                cam.id, cam.source, cam.cadence_s, start_wall=_start_wall(cam),
+                cam.id, cam.source, cam.cadence_s, start_wall=_start_wall(cam), **cam.stills_args(),
                 open_timeout_s=live.open_timeout_s, read_timeout_s=live.read_timeout_s, backoff_max_s=live.backoff_max_s,
             )  # fmt: skip
         except (SourceError, OSError, ValueError) as exc:

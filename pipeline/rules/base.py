@@ -193,6 +193,7 @@ class BaseRule:
         track_ids: Iterable[int],
         classes: Iterable[str],
         detail: str,
+        look: tuple[float, ...] = (),
     ) -> Event:
         return Event(
             camera_id=ctx.camera.id,
@@ -207,4 +208,5 @@ class BaseRule:
             classes=tuple(sorted(set(classes))),
             detail=detail,
             model=ctx.detections.model,
+            look=look,
         )

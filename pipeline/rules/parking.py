@@ -52,7 +52,7 @@ class IllegalParkingRule(BaseRule):
                     events.append(
                         self.event(
                             ctx, category, t.box, z, since, t.score, [t.track_id], [t.class_name],
-                            f"{t.class_name} stationary {held:.0f} s in {what} zone {zone_label(z)}",
+                            f"{t.class_name} stationary {held:.0f} s in {what} zone {zone_label(z)}", look=t.look,
                         )
                     )
                 break
