@@ -12,7 +12,7 @@ from rich.console import Console
 
 from citypatrol.models.commands import models_app
 from citypatrol.pipeline.cli.markup import esc
-from citypatrol.pipeline.config.loading import ConfigError, load_config
+from citypatrol.pipeline.config.loading import ConfigError, load_checked
 
 # pretty_exceptions_show_locals=False: a traceback must never print local variables (config, URLs, secrets)
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
@@ -69,18 +69,26 @@ def _setup_logging(verbose: bool) -> None:
 
 
 @config_app.command("check")
-def config_check(files: list[Path] = typer.Argument(..., help="Config files to check.")) -> None:
+def config_check(
+    files: list[Path] = typer.Argument(..., help="Config files to check."),
+    allow_unset: bool = typer.Option(False, "--allow-unset", help="Check the rest of a file whose ${VAR}s are not set here; list them."),
+) -> None:
     """Validate config files; print every problem with file, line and key path."""
     bad = 0
     for f in files:
         try:
-            cfg = load_config(f)
+            cfg, unset = load_checked(f, allow_unset=allow_unset)
         except ConfigError as exc:
             bad += 1
             console.print(f"[red]✗[/red] {esc(exc)}", highlight=False, soft_wrap=True)
             continue
-        console.print(f"[green]✓[/green] {esc(f)}: {len(cfg.cameras)} camera(s), {sum(len(c.zones) for c in cfg.cameras)} zone(s), "
-                      f"{len(cfg.models.detectors)} detector(s)", highlight=False)
+        summary = (f"{len(cfg.cameras)} camera(s), {sum(len(c.zones) for c in cfg.cameras)} zone(s), {len(cfg.models.detectors)} "
+                   "detector(s)") if cfg else "valid"
+        if unset:
+            summary += f"; {len(unset)} value(s) not set here, not checked:"
+        console.print(f"[green]✓[/green] {esc(f)}: {summary}", highlight=False, soft_wrap=True)
+        for issue in unset:
+            console.print(f"  {esc(issue.render(str(f)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1 if bad else 0)
 
 

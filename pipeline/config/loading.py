@@ -27,6 +27,7 @@ from citypatrol.pipeline.config.models import Config
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SECRETS_FILE_ENV = "CITYPATROL_SECRETS_FILE"
+UNSET_PLACEHOLDER = "unset-" + "x" * 26  # stands in for a ${VAR} set nowhere while the rest is checked (allow_unset)
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config file is kilobytes; refuse anything absurd before reading it
 MAX_DEPTH = 64  # mappings and lists nested deeper than this are refused (Python would run out of stack)
 MAX_VALUES = 2_000_000  # values after YAML aliases are expanded (a "billion laughs" file expands to 10^9)
@@ -91,12 +92,13 @@ def _read_secrets_file() -> dict[str, str]:
 
 
 def _interpolate(node: Any, loc: tuple[Any, ...], secrets: dict[str, str], issues: list[ConfigIssue],
-                 filled: set[tuple[Any, ...]] | None = None) -> Any:
-    """Replace ${VAR}s; `filled` collects the key paths whose value came from a variable."""
+                 filled: set[tuple[Any, ...]] | None = None, unset: list[tuple[tuple[Any, ...], str]] | None = None) -> Any:
+    """Replace ${VAR}s; `filled` collects the key paths whose value came from a variable, `unset` the
+    (key path, name) of each variable set nowhere (its place gets UNSET_PLACEHOLDER)."""
     if isinstance(node, dict):
-        return {k: _interpolate(v, loc + (k,), secrets, issues, filled) for k, v in node.items()}
+        return {k: _interpolate(v, loc + (k,), secrets, issues, filled, unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, loc + (i,), secrets, issues, filled) for i, v in enumerate(node)]
+        return [_interpolate(v, loc + (i,), secrets, issues, filled, unset) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
     if "\x00" in node:
@@ -113,10 +115,11 @@ def _interpolate(node: Any, loc: tuple[Any, ...], secrets: dict[str, str], issue
             return secrets[name]
         if default is not None:
             return default
-        issues.append(
-            ConfigIssue(format_path(loc), f"${{{name}}} is not set: export {name} or put it in the file named by {SECRETS_FILE_ENV}")
-        )
-        return ""
+        if unset is None:
+            issues.append(ConfigIssue(format_path(loc), unset_message(name)))
+            return ""
+        unset.append((loc, name))
+        return UNSET_PLACEHOLDER
 
     return _VAR_RE.sub(repl, node)
 
@@ -249,7 +252,21 @@ def _describe(err: dict[str, Any], secret: bool = False) -> str:
     return msg
 
 
+def unset_message(name: str) -> str:
+    return f"${{{name}}} is not set: export {name} or put it in the file named by {SECRETS_FILE_ENV}"
+
+
 def parse_config(text: str, file: str = "<config>") -> Config:
+    config, _ = check_config(text, file)
+    assert config is not None  # without allow_unset, anything missing is a ConfigError
+    return config
+
+
+def check_config(text: str, file: str = "<config>", *, allow_unset: bool = False) -> tuple[Config | None, list[ConfigIssue]]:
+    """The config, and the `${VAR}`s set nowhere, each with its line. They are errors (ConfigError),
+    or with `allow_unset` (checking a deployment's file on another machine) left out of the check
+    and returned, so everything else is still checked; the config is then None if a value that is
+    not there cannot even be stood in for (a number, say)."""
     _check_shape(text, file)
     try:
         data = yaml.load(text, Loader=_LOADER)
@@ -266,21 +283,36 @@ def parse_config(text: str, file: str = "<config>") -> Config:
                     "or in the file named by %s", file, path, SECRETS_FILE_ENV)
     issues: list[ConfigIssue] = []
     filled: set[tuple[Any, ...]] = set()
-    data = _interpolate(data, (), _read_secrets_file(), issues, filled)
+    unset: list[tuple[tuple[Any, ...], str]] = []
+    data = _interpolate(data, (), _read_secrets_file(), issues, filled, unset)
+    lines = _line_index(text)
+    missing = [ConfigIssue(format_path(loc), unset_message(name), _line_for(lines, loc)) for loc, name in unset]
+    if not allow_unset:
+        issues += missing
     if issues:
         raise ConfigError(file, issues)
-    lines = _line_index(text)
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data), missing
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            if any(loc[: len(u)] == u for u, _ in unset):
+                continue  # a value that is not there yet (allow_unset) is not judged
             secret = any(loc[: len(f)] == f for f in filled)
             issues.append(ConfigIssue(format_path(loc), _describe(err, secret), _line_for(lines, loc)))
+        if not issues:  # allow_unset, and only the placeholders were refused: the rest is fine
+            return None, missing
         raise ConfigError(file, issues) from None
 
 
 def load_config(path: str | Path) -> Config:
+    config, _ = load_checked(path)
+    assert config is not None  # without allow_unset, anything missing is a ConfigError
+    return config
+
+
+def load_checked(path: str | Path, *, allow_unset: bool = False) -> tuple[Config | None, list[ConfigIssue]]:
+    """`load_config` that, with `allow_unset`, checks a file whose `${VAR}`s are not all set here (see `check_config`)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(str(p), [ConfigIssue("", "file not found")])
@@ -293,9 +325,8 @@ def load_config(path: str | Path) -> Config:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(str(p), [ConfigIssue("", "not UTF-8 text")]) from None
-    config = parse_config(text, str(p))
-    base = p.parent.resolve()
-    return resolve_relative_paths(config, base)
+    config, unset = check_config(text, str(p), allow_unset=allow_unset)
+    return (resolve_relative_paths(config, p.parent.resolve()) if config else None), unset
 
 
 def resolve_relative_paths(config: Config, base: Path) -> Config:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from citypatrol.pipeline.config.models import Category, Config
-from citypatrol.pipeline.config.loading import ConfigError, load_config, parse_config
+from citypatrol.pipeline.config.loading import ConfigError, check_config, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -78,6 +78,44 @@ def test_env_secret_interpolation(monkeypatch, tmp_path):
     secrets.write_text("CAM_PW=fromfile\n")
     monkeypatch.setenv("CITYPATROL_SECRETS_FILE", str(secrets))
     assert "fromfile" in parse_config("cameras:\n  - id: a\n    source: rtsp://u:${CAM_PW}@h/\n").cameras[0].source
+
+
+UNSET = """\
+cameras:
+  - id: gate
+    source: rtsp://admin:${CP_TEST_GATE_PW}@10.0.0.5/live
+api:
+  port: ${CP_TEST_API_PORT}
+dispatch:
+  secret: ${CP_TEST_DISPATCH_SECRET}
+"""
+
+
+def test_unset_variables_are_named_with_their_lines_and_allow_unset_checks_the_rest(monkeypatch, tmp_path):
+    for name in ("CP_TEST_GATE_PW", "CP_TEST_API_PORT", "CP_TEST_DISPATCH_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError) as exc:
+        parse_config(UNSET, "city.yaml")
+    assert [(i.line, i.path, i.message.split(" is not set")[0]) for i in exc.value.issues] == [
+        (3, "cameras[0].source", "${CP_TEST_GATE_PW}"), (5, "api.port", "${CP_TEST_API_PORT}"),
+        (7, "dispatch.secret", "${CP_TEST_DISPATCH_SECRET}")]
+    config, unset = check_config(UNSET, "city.yaml", allow_unset=True)
+    assert config is None and [i.line for i in unset] == [3, 5, 7]  # a port cannot be stood in for; the rest is valid
+    config, unset = check_config(UNSET.replace("${CP_TEST_API_PORT}", "8081"), "city.yaml", allow_unset=True)
+    assert config is not None and config.api.port == 8081 and [i.path for i in unset] == ["cameras[0].source", "dispatch.secret"]
+    broken = UNSET + "  timeout_s: -1\n"  # a real mistake beside the unset values is still found
+    with pytest.raises(ConfigError) as exc:
+        check_config(broken, "city.yaml", allow_unset=True)
+    assert [i.path for i in exc.value.issues] == ["dispatch.timeout_s"]
+
+    f = tmp_path / "city.yaml"
+    f.write_text(UNSET)
+    exe = [sys.executable, "-m", "citypatrol.pipeline.cli.main", "config", "check"]
+    strict = subprocess.run(exe + [str(f)], capture_output=True, text=True)
+    assert strict.returncode == 1 and f"{f}:5: api.port: ${{CP_TEST_API_PORT}} is not set" in strict.stderr
+    lenient = subprocess.run(exe + ["--allow-unset", str(f)], capture_output=True, text=True)
+    assert lenient.returncode == 0, lenient.stderr
+    assert "3 value(s) not set here, not checked" in lenient.stderr and f"{f}:7: dispatch.secret" in lenient.stderr
 
 
 def test_per_camera_rule_overrides_merge_and_validate():
