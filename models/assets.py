@@ -10,6 +10,9 @@ licence). `resolve_asset` looks in this order and returns the first copy it find
 4. the user cache `$CITYPATROL_CACHE/<path>` (default: the user's cache folder, `~/.cache/citypatrol/<path>` on Linux);
 5. the entry's source URL, downloaded with httpx into the cache.
 
+A copy found in the mirror is also copied into the user cache (once), so `citypatrol` finds it
+later without `CITYPATROL_ASSET_MIRROR` set, e.g. run outside `make`.
+
 Whatever copy is found is checked against the entry's sha256 before it is used: a mismatch is an
 `AssetError` naming the file, the expected and the actual hash, never a silent fallback. A check
 that passed is remembered for the process (keyed by path, size and mtime), so resolving the same
@@ -19,7 +22,9 @@ asset again is cheap.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -97,6 +102,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 _verified: dict[tuple[str, int, int], str] = {}
+log = logging.getLogger(__name__)
 
 
 def _cached_sha256(path: Path) -> str:
@@ -160,6 +166,8 @@ def resolve_asset(
     found = locate_asset(entry, explicit)
     if found is not None:
         verify_asset(entry, found[0])
+        if found[1] == "mirror":
+            _keep_in_cache(entry, found[0])
         return found[0]
     where = f"{MIRROR_ENV}={mirror_dir() or '(unset)'}, cache {cache_dir()}"
     if not entry.source_url:
@@ -170,6 +178,29 @@ def resolve_asset(
     if not download:
         raise AssetError(f"asset {entry.name!r} ({entry.path}) not found ({where}); downloading was not allowed")
     return _download(entry)
+
+
+def _keep_in_cache(entry: AssetEntry, source: Path) -> None:
+    """Copy a verified mirror asset into the user cache unless it is there; a failure only warns (the
+    mirror copy serves this run)."""
+    target = cache_dir() / entry.path
+    if _present(entry, target):
+        return
+    pairs = [(source / rel, target / rel) for rel in entry.files] if entry.is_folder else [(source, target)]
+    try:
+        for src, dest in pairs:
+            if dest.is_file():
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            os.close(fd)
+            try:
+                shutil.copyfile(src, tmp_name)
+                Path(tmp_name).replace(dest)  # whole or not at all, also with another process copying it
+            finally:
+                Path(tmp_name).unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("asset %r: could not keep a copy in the cache %s: %s", entry.name, target, exc)
 
 
 def _lookup(name: str) -> AssetEntry:

@@ -40,6 +40,19 @@ def test_finds_a_file_in_the_mirror(env: dict[str, Path]) -> None:
     assert resolve_asset(billboard()) == env["mirror"] / BILLBOARD
 
 
+def test_a_mirror_copy_is_kept_in_the_cache_and_found_there_without_the_mirror(env: dict[str, Path], monkeypatch) -> None:
+    board = AssetEntry(name="board", path=BILLBOARD, sha256=BILLBOARD_SHA)
+    folder = AssetEntry(name="ov", path=OV_FOLDER, files=OV_FILES)
+    assert resolve_asset(board) == env["mirror"] / BILLBOARD and resolve_asset(folder) == env["mirror"] / OV_FOLDER
+    assert (env["cache"] / BILLBOARD).read_bytes() == (env["mirror"] / BILLBOARD).read_bytes()
+    assert sorted(p.name for p in (env["cache"] / OV_FOLDER).iterdir()) == sorted(OV_FILES)  # no partial copies left
+    monkeypatch.delenv("CITYPATROL_ASSET_MIRROR")  # e.g. run outside make
+    assert resolve_asset(board) == env["cache"] / BILLBOARD and resolve_asset(folder) == env["cache"] / OV_FOLDER
+    (env["cache"] / BILLBOARD).write_bytes(b"not the picture")  # the cache copy is checked like any other
+    with pytest.raises(AssetError, match="sha256 mismatch"):
+        resolve_asset(board)
+
+
 def test_finds_a_model_folder_checking_each_file(env: dict[str, Path]) -> None:
     entry = AssetEntry(name="ov", path=OV_FOLDER, files=OV_FILES)
     assert resolve_asset(entry) == env["mirror"] / OV_FOLDER
