@@ -8,7 +8,9 @@ classes it can emit. Entries with `in_repo: true` are small models of our own ke
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +18,9 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from citypatrol.models.assets import AssetEntry
+
+if TYPE_CHECKING:
+    from citypatrol.pipeline.config.models import DetectorConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REGISTRY_FILE = PACKAGE_DIR / "registry.yaml"
@@ -96,6 +101,20 @@ class Registry:
             return self._entries[name]
         except KeyError:
             raise RegistryError(f"unknown model {name!r}; known: {', '.join(self._entries) or '(none)'}") from None
+
+
+def detector_classes(detectors: Iterable[DetectorConfig], registry: Registry | None = None) -> frozenset[str] | None:
+    """The canonical classes the configured detectors can emit, as the registry lists them (before a
+    model is loaded), narrowed by each detector's `classes`; None if a detector's weights are not a
+    registry name (its classes are known only once it is loaded)."""
+    registry = registry or load_registry()
+    out: set[str] = set()
+    for d in detectors:
+        if d.weights not in registry:
+            return None
+        emits = set(registry.get(d.weights).classes)
+        out |= emits & set(d.classes) if d.classes else emits
+    return frozenset(out)
 
 
 def parse_registry(text: str, source: str = "registry.yaml") -> Registry:

@@ -110,8 +110,10 @@ def run_batch(
     evidence_dir = config.storage.evidence_dir if config.storage.evidence_dir.is_absolute() else out_dir / config.storage.evidence_dir
 
     analyzer = Analyzer(config, detector.classes)
-    for line in analyzer.describe_rules():
-        log.info("rule %s", line)
+    for rule in analyzer.rules:
+        log.info("rule %s: active", rule.name)
+    for _, reason in analyzer.disabled:  # a rule whose classes no configured model serves is off: say so
+        log.warning("rule off: %s", reason)
     # with dispatch on, the review policy decides each new case (auto-submit → outbox, or hold for review)
     recorder = CaseRecorder(store, config, evidence_dir, cameras, policy=ReviewPolicy(config.review) if config.dispatch.enabled else None,
                             check=check)

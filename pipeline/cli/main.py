@@ -89,7 +89,23 @@ def config_check(
         console.print(f"[green]✓[/green] {esc(f)}: {summary}", highlight=False, soft_wrap=True)
         for issue in unset:
             console.print(f"  {esc(issue.render(str(f)))}", highlight=False, soft_wrap=True)
+        for reason in _rules_off(cfg) if cfg else ():
+            console.print(f"  [yellow]rule off:[/yellow] {esc(reason)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1 if bad else 0)
+
+
+def _rules_off(cfg) -> list[str]:  # noqa: ANN001 (Config)
+    """Why each rule would be off with the configured detectors (their classes as the registry lists them)."""
+    from citypatrol.models.registry import RegistryError, detector_classes
+    from citypatrol.pipeline.rules import build_rules
+
+    try:
+        classes = detector_classes(cfg.models.detectors)
+    except RegistryError:
+        return []
+    if classes is None:
+        return []  # weights given as paths: their classes are known once loaded (start-up says then)
+    return [reason for _, reason in build_rules(classes, cfg.rules)[1]]
 
 
 @config_app.command("schema")

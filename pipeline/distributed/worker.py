@@ -125,8 +125,10 @@ class Worker:
 
     def run(self) -> WorkerResult:
         log.info("worker %s: %d camera(s) configured, Redis %s", self.worker_id, len(self.cameras), redact_redis_url(self.d.redis_url))
-        for line in self.analyzer.describe_rules():
-            log.info("rule %s", line)
+        for rule in self.analyzer.rules:
+            log.info("rule %s: active", rule.name)
+        for _, reason in self.analyzer.disabled:  # a rule whose classes no configured model serves is off: say so
+            log.warning("rule off: %s", reason)
         link = WorkerLink(connect(self.d.redis_url), self.d, self.worker_id, self.cameras)
         self.link = link
         link.start()

@@ -109,8 +109,10 @@ def run_live(
     if own_store:
         store = open_store(config.storage.database_url)
     analyzer = Analyzer(config, detector.classes)
-    for line in analyzer.describe_rules():
-        log.info("rule %s", line)
+    for rule in analyzer.rules:
+        log.info("rule %s: active", rule.name)
+    for _, reason in analyzer.disabled:  # a rule whose classes no configured model serves is off: say so
+        log.warning("rule off: %s", reason)
     saved_zones = SavedZones(store.engine, config)
     cameras = saved_zones.apply(cameras)  # zones drawn in the review center replace the config's
     # with dispatch on, the review policy decides each new case (auto-submit → outbox, or hold for review)

@@ -158,6 +158,19 @@ def test_example_config_is_valid_and_schema_is_current(monkeypatch):
     assert schema == json.loads(json.dumps(Config.model_json_schema())), "run `citypatrol config schema` to refresh"
 
 
+def test_config_check_says_which_rules_no_configured_model_serves(tmp_path, monkeypatch):
+    coco_only = tmp_path / "coco.yaml"
+    coco_only.write_text("models:\n  detectors:\n    - name: coco\n      weights: yolo11n-coco-openvino-int8\n")
+    exe = [sys.executable, "-m", "citypatrol.pipeline.cli.main", "config", "check"]
+    r = subprocess.run(exe + [str(coco_only)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "rule off: garbage" in r.stderr and "rule off: billboard" in r.stderr and "rule off: illegal_parking" not in r.stderr
+    monkeypatch.setenv("CAM_EAST_PASSWORD", "x")
+    monkeypatch.setenv("DISPATCH_SECRET", "y")
+    example = subprocess.run(exe + [str(REPO / "configs" / "example.yaml")], capture_output=True, text=True)
+    assert example.returncode == 0 and "rule off" not in example.stderr, example.stderr  # the city model serves them
+
+
 def test_config_check_cli_exit_codes(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("cameras: []\n")
