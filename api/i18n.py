@@ -111,6 +111,7 @@ _T: dict[str, tuple[str, str]] = {
     "zones.source.config": ("来自配置文件", "from the config file"),
     "zones.source.saved": ("已保存", "saved"),
     "zones.source.none": ("尚无区域", "no zones yet"),
+    "zones.noframe": ("摄像头暂无画面", "The camera gives no picture"),
     "zones.new": ("新建区域", "New zone"),
     "zones.drawhint": ("在图上单击添加顶点，双击或按 Enter 完成，Esc 取消；拖动顶点可修改",
                        "Click to add vertices, double-click or Enter to finish, Esc to cancel; drag a vertex to move it"),

@@ -1,24 +1,31 @@
 """Cameras: the configured and the stored ones, with open cases, health and the latest snapshot.
 
 Health comes from the live runner when one is attached (`create_app(health=...)`); without it a
-camera's health is "unknown". The snapshot is, for now, the newest evidence frame of the camera.
+camera's health is "unknown". The snapshot is the newest evidence frame of the camera (the camera
+wall); `/frame` takes a picture from the camera's source now (the zone editor: a new camera has no
+evidence yet, and zones are drawn on what the camera sees today).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import cv2
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from citypatrol.api.auth import ANYONE, Principal
 from citypatrol.api.routes_cases import evidence_file
 from citypatrol.api.schemas import CAMERA_ID, CameraOut, HealthOut, LocationOut
 from citypatrol.api.state import AppState, app_state
 from citypatrol.pipeline.store.review import CameraInfo
+from citypatrol.streams.open import grab_frame
+from citypatrol.streams.source import SourceError
 
 router = APIRouter(tags=["cameras"])
 CameraId = Annotated[str, PathParam(pattern=CAMERA_ID)]
+FRAME_TIMEOUT_S = 10.0  # a camera that gives no picture this fast is reported as off
 
 
 def all_cameras(state: AppState) -> list[CameraOut]:
@@ -91,3 +98,22 @@ def get_snapshot(camera_id: CameraId, state: Annotated[AppState, Depends(app_sta
     if item is None:
         raise HTTPException(404, f"no snapshot of camera {camera_id} yet")
     return evidence_file(state, item)
+
+
+@router.get("/cameras/{camera_id}/frame", summary="A picture taken from the camera's source now (JPEG)",
+            responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No such camera in the config"},
+                       503: {"description": "The camera gives no picture (off, unreachable, or its file unreadable)"}})
+async def get_frame(camera_id: CameraId, state: Annotated[AppState, Depends(app_state)],
+                    _: Annotated[Principal, Depends(ANYONE)]) -> Response:
+    camera = next((c for c in state.config.cameras if c.id == camera_id), None)
+    if camera is None:
+        raise HTTPException(404, f"no camera {camera_id} in the config: its source is not known")
+    timeout = min(state.config.live.open_timeout_s, FRAME_TIMEOUT_S)
+    try:
+        frame = await run_in_threadpool(grab_frame, camera.id, camera.source, timeout_s=timeout)
+    except SourceError as exc:
+        raise HTTPException(503, f"camera {camera_id} gives no picture: {exc}") from None
+    ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise HTTPException(503, f"camera {camera_id}: its picture could not be encoded")
+    return Response(jpeg.tobytes(), media_type="image/jpeg", headers={"Cache-Control": "no-store"})

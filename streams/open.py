@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+from citypatrol.streams.frame import Frame
 from citypatrol.streams.live import LiveOptions, LiveSource
 from citypatrol.streams.media import is_image, list_media
 from citypatrol.streams.recorded import FileSource, RecordedSource
+from citypatrol.streams.redact import redact_text, redact_url
 from citypatrol.streams.source import Source, SourceError
 from citypatrol.streams.still_times import StillsTimeError, TimeFrom, read_stills, stills_timeline
 from citypatrol.streams.stills import StillsSource
@@ -102,3 +104,21 @@ def open_source(
     if not media:
         raise SourceError(camera_id, source, "the folder holds no video or image files")
     return RecordedSource(camera_id, source, media, cadence_s, start_wall=start_wall, max_side=max_side)
+
+
+def grab_frame(camera_id: str, source: str, *, timeout_s: float = 10.0, max_side: int = 1280) -> Frame:
+    """One current picture from a camera's source (a live camera: its newest frame; footage: its first),
+    or SourceError saying why there is none within `timeout_s` (credentials never in the message)."""
+    try:
+        src = open_source(camera_id, source, 1.0, max_side=max_side, reconnect=False, open_timeout_s=timeout_s,
+                          read_timeout_s=timeout_s, stall_timeout_s=timeout_s)
+    except (OSError, ValueError) as exc:
+        raise SourceError(redact_text(f"cannot open {source}: {exc}", source)) from None
+    try:
+        for frame in src.frames():
+            return frame
+    except SourceError as exc:
+        raise SourceError(redact_text(str(exc), source)) from None
+    finally:
+        src.close()
+    raise SourceError(f"{redact_url(source)} gave no picture")

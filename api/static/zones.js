@@ -177,14 +177,30 @@
       zones = [];
     }
     selected = -1; drawing = null; setDirty(false);
-    if (cam && cam.snapshot_url) {
-      img.hidden = false; nosnap.hidden = true;
-      img.src = cam.snapshot_url;
-    } else {
-      img.hidden = false; nosnap.hidden = false;
-      img.src = "data:image/svg+xml," + encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" width="1280" height="720"><rect width="100%" height="100%" fill="#263238"/></svg>');
-    }
+    showFrame(cam);
     renderList();
+  }
+
+  // A picture taken from the camera now (a new camera has no evidence yet); when the camera gives
+  // none, the reason, and the newest evidence picture or a grey frame to draw on.
+  let frameUrl = null;
+  async function showFrame(cam) {
+    const id = cameraId;
+    const grey = "data:image/svg+xml," + encodeURIComponent('<svg xmlns="http://www.w3.org/2000/svg" width="1280" height="720"><rect width="100%" height="100%" fill="#263238"/></svg>');
+    let blob = null, why = "";
+    try {
+      const res = await fetch("/api/v1/cameras/" + encodeURIComponent(id) + "/frame", { credentials: "same-origin" });
+      if (res.ok) { blob = await res.blob(); } else { why = ((await res.json().catch(() => null)) || {}).detail || res.statusText; }
+    } catch (e) {
+      why = e.message;
+    }
+    if (id !== cameraId) return; // another camera was chosen meanwhile
+    if (frameUrl) URL.revokeObjectURL(frameUrl);
+    frameUrl = blob ? URL.createObjectURL(blob) : null;
+    img.hidden = false;
+    nosnap.hidden = !!(blob || (cam && cam.snapshot_url));
+    img.src = frameUrl || (cam && cam.snapshot_url) || grey;
+    if (why) toast(t("zones.noframe") + ": " + why, "error");
   }
 
   async function save() {

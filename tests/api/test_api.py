@@ -299,3 +299,34 @@ def test_camera_health_comes_from_the_live_runners_status_file(tmp_path, evidenc
     finally:
         server.stop()
         api.store.close()
+
+
+def test_a_fresh_frame_comes_from_the_cameras_source_or_a_clear_reason(tmp_path):
+    """The zone editor's picture: taken from the camera's source now (a camera with no case has one too);
+    a camera that is off answers 503 saying why, without its password, within the timeout."""
+    import cv2
+    import numpy as np
+
+    from citypatrol.pipeline.config.models import Camera
+    from tests.fixtures_api import api_config, start_api
+
+    base = api_config()
+    dead = Camera(id="gate", name="东门", source="rtsp://admin:gate-secret-pw@127.0.0.1:9/live")
+    api, server = start_api(f"sqlite:///{tmp_path / 'cases.db'}", (tmp_path, {}), seed=False,
+                            config=base.model_copy(update={"cameras": [*base.cameras, dead]}))
+    try:
+        analyst = api.client("analyst")
+        r = analyst.get("/api/v1/cameras/parking_lot/frame")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.headers["cache-control"] == "no-store"
+        picture = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+        assert picture.shape == (480, 640, 3) and picture.std() > 10  # the car park, not a grey box
+        assert analyst.get("/api/v1/cameras/parking_lot/snapshot").status_code == 404  # no evidence yet: only /frame has a picture
+        started = time.monotonic()
+        off = analyst.get("/api/v1/cameras/gate/frame")
+        assert off.status_code == 503 and time.monotonic() - started < 15
+        assert "gate gives no picture" in off.json()["detail"] and "gate-secret-pw" not in off.text
+        assert analyst.get("/api/v1/cameras/nowhere/frame").status_code == 404
+        assert api.client().get("/api/v1/cameras/parking_lot/frame").status_code == 401
+    finally:
+        server.stop()
+        api.store.close()

@@ -44,6 +44,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/cameras"): ANY,
     ("GET", "/api/v1/cameras/{camera_id}"): ANY,
     ("GET", "/api/v1/cameras/{camera_id}/snapshot"): ANY,
+    ("GET", "/api/v1/cameras/{camera_id}/frame"): ANY,
     ("GET", "/api/v1/cameras/{camera_id}/zones"): ANY,
     ("GET", "/api/v1/cameras/{camera_id}/zones/versions"): ANY,
     ("PUT", "/api/v1/cameras/{camera_id}/zones"): {M},
