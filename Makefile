@@ -4,9 +4,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+# Closed city networks: `make wheelhouse` where PyPI is reachable, copy the tree (with wheelhouse/) over,
+# then `make install OFFLINE=1` (or `make test OFFLINE=1`) installs from the folder with no index.
+WHEELHOUSE ?= wheelhouse
+PIP_FROM   := $(if $(OFFLINE),--no-index --find-links $(WHEELHOUSE),)
 export CITYPATROL_ASSET_MIRROR ?= $(abspath ../shared/assets)
 
-.PHONY: demo test install system-deps clean bench bench-live bench-segments soak
+.PHONY: demo test install wheelhouse system-deps clean bench bench-live bench-segments soak
 
 # Debian packages: ffmpeg (test files), GStreamer RTSP server (loopback RTSP tests), Chromium (UI tests),
 # Redis, PostgreSQL and Mosquitto (the tests use the machine's on their usual ports, or start private ones:
@@ -24,13 +28,19 @@ system-deps:
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q $(PIP_FROM) --upgrade pip wheel setuptools
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q $(PIP_FROM) -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Every pinned wheel citypatrol and its tests need, plus the build tools, in $(WHEELHOUSE)/ (several GB: torch).
+wheelhouse: | $(PY)
+	$(PIP) download -q -d $(WHEELHOUSE) pip wheel 'setuptools>=69'
+	$(PIP) wheel -q -w $(WHEELHOUSE) -c constraints.txt '.[test]'
+	@echo "$(WHEELHOUSE)/ holds $$(ls $(WHEELHOUSE) | wc -l) files; on the closed network: make install OFFLINE=1"
 
 demo: install
 	$(VENV)/bin/citypatrol demo --out demo_out
