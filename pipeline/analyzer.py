@@ -3,6 +3,8 @@
 The same object serves the batch runner and the live runner, so a recording and a stream of the
 same footage give the same cases. It holds the per-camera state (tracker, merged rule settings,
 reference image) and the case builder; it does no I/O beyond reading reference images once.
+Where a camera has advertising areas it also reads their printed text at the text cue's slow
+cadence (`text_schedule`), with the OCR reader it is given or, on first need, RapidOCR.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import cv2
 import numpy as np
 
 from citypatrol.models.detections import Detections
+from citypatrol.models.text import RapidTextReader, TextReader, TextReaderError, TextReading
 from citypatrol.pipeline.appearance import LOOK_SIZE, looks_of
 from citypatrol.pipeline.cases.builder import CaseBuilder, CaseChange
 from citypatrol.pipeline.config.models import Camera, Config, Rules
-from citypatrol.pipeline.rules import Rule, RuleContext, build_rules
+from citypatrol.pipeline.rules import Rule, RuleContext, TextRegionRule, build_rules
+from citypatrol.pipeline.text_schedule import TextSchedule
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import Event, Track
 from citypatrol.streams.frame import Frame
@@ -48,8 +52,10 @@ class FrameResult:
 class Analyzer:
     """Tracks, rules and case building for many cameras; feed it frames in stream order per camera."""
 
-    def __init__(self, config: Config, model_classes: frozenset[str], *, build_cases: bool = True) -> None:
-        """`build_cases=False`: events only, no case changes (a distributed worker; casekeepers build the cases)."""
+    def __init__(self, config: Config, model_classes: frozenset[str], *, build_cases: bool = True,
+                 text_reader: TextReader | None = None) -> None:
+        """`build_cases=False`: events only, no case changes (a distributed worker; casekeepers build the cases).
+        `text_reader`: the OCR for the text cue (default: RapidOCR, built when a camera first needs it)."""
         self.config = config
         self.build_cases = build_cases
         self.tz = ZoneInfo(config.site.timezone)
@@ -57,6 +63,9 @@ class Analyzer:
         self.rules, self.disabled = build_rules(model_classes, config.rules)
         self.builder = CaseBuilder.from_config(config)
         self._cameras: dict[str, CameraState] = {}
+        self.text_reader = text_reader
+        self._text_on = any(isinstance(r, TextRegionRule) for r in self.rules)
+        self.text_schedule = TextSchedule()
 
     def describe_rules(self) -> list[str]:
         """One line per rule: active, or why it is off."""
@@ -98,6 +107,7 @@ class Analyzer:
     def process(self, frame: Frame, detections: Detections) -> FrameResult:
         cam = self._cameras[frame.camera_id]
         tracks = tuple(cam.tracker.update(self._with_looks(cam.tracker, frame, detections), frame.pts))
+        local_time = frame.wall.astimezone(self.tz).time()
         ctx = RuleContext(
             camera=cam.camera,
             rules=cam.rules,
@@ -105,12 +115,30 @@ class Analyzer:
             detections=detections,
             pts=frame.pts,
             wall=frame.wall,
-            local_time=frame.wall.astimezone(self.tz).time(),
+            local_time=local_time,
             image=frame.image,
             reference=cam.reference,
+            texts=self._read_text(cam, frame, local_time),
         )
         events, changes = evaluate_frame(self.rules, ctx, self.builder if self.build_cases else None)
         return FrameResult(frame, detections, tracks, tuple(events), tuple(changes))
+
+    def _read_text(self, cam: CameraState, frame: Frame, local_time) -> TextReading | None:
+        if not self._text_on or frame.image is None:
+            return None
+        area = self.text_schedule.due(cam.camera, cam.rules, local_time, frame.pts)
+        if area is None:
+            return None
+        if self.text_reader is None:
+            try:
+                self.text_reader = RapidTextReader()
+            except TextReaderError as exc:
+                log.error("text cue off: %s", exc)
+                self._text_on = False
+                return None
+        reading = self.text_reader.read(frame.image, area)
+        log.debug("camera %s: %d text regions read in %.2f s", cam.camera.id, len(reading.regions), reading.seconds)
+        return reading
 
 
 def evaluate_frame(rules: Sequence[Rule], ctx: RuleContext, builder: CaseBuilder | None) -> tuple[list[Event], list[CaseChange]]:

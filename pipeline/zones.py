@@ -36,7 +36,7 @@ class Anchor(StrEnum):
 
 #: Classes mounted on walls or poles: their box centre, not their bottom edge, says where they are.
 CENTER_ANCHOR_CLASSES: frozenset[str] = frozenset(
-    {"billboard", "banner", "poster", "advertisement", "ad", "signboard", "scene_change"}
+    {"billboard", "banner", "poster", "advertisement", "ad", "signboard", "scene_change", "text"}
 )
 
 

@@ -179,6 +179,15 @@ class BillboardSettings(RuleSettings):
     scene_change: bool = Field(True, description="Also report new persistent objects in ad_area zones against the reference image.")
     scene_change_threshold: float = Field(0.35, gt=0, le=1, description="Share of an ad_area that must differ from the reference.")
     look_every_s: float = Field(60, ge=0, le=3600, description="Billboards go up over minutes: the models feeding this rule look every 60 s.")
+    text_cue: bool = Field(True, description="Also report printed text (posters, banners, painted ads) at rest in ad_area zones, found by OCR.")
+    text_min_score: float = Field(
+        0.3, ge=0, le=1,
+        description="Recogniser confidence below which a detected text region is taken for texture (people, benches, railings), not text.",
+    )
+    text_every_s: float = Field(
+        60, gt=0, le=86400,
+        description="Stream seconds between OCR reads of a camera's ad areas (OCR costs about a second of CPU per read).",
+    )
 
 
 class Rules(Strict):

@@ -16,6 +16,7 @@ from citypatrol.pipeline.rules.billboard import BillboardRule
 from citypatrol.pipeline.rules.garbage import GarbageRule
 from citypatrol.pipeline.rules.parking import IllegalParkingRule
 from citypatrol.pipeline.rules.scene_change import SceneChangeRule
+from citypatrol.pipeline.rules.text_region import TextRegionRule
 from citypatrol.pipeline.rules.vending import StreetVendingRule
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "RuleContext",
     "SceneChangeRule",
     "StreetVendingRule",
+    "TextRegionRule",
     "build_rules",
 ]
 
@@ -50,6 +52,7 @@ def build_rules(
         GarbageRule(settings, refresh_s=refresh_s),
         BillboardRule(settings, refresh_s=refresh_s),
         SceneChangeRule(settings, refresh_s=refresh_s),
+        TextRegionRule(settings, refresh_s=refresh_s),
     ]
     active: list[Rule] = []
     disabled: list[tuple[Rule, str]] = []

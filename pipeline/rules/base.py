@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from citypatrol.models.detections import Detections
+from citypatrol.models.text import TextReading
 from citypatrol.pipeline.config.models import Camera, Category, Rules, Zone, ZoneKind
 from citypatrol.pipeline.types import Box, Event, Track
 from citypatrol.pipeline.zones import is_active, seconds_active, zones_of_kind
@@ -47,6 +48,7 @@ class RuleContext:
     local_time: time  # time of day in the site's time zone (zone hours)
     image: np.ndarray | None = None  # BGR frame, for the scene-change cue only
     reference: np.ndarray | None = None  # the camera's reference image (BGR), loaded by the runner
+    texts: TextReading | None = None  # printed text read in this frame's ad areas; None = not read this frame
 
     def seen_now(self) -> list[Track]:
         """Tracks matched in this frame."""

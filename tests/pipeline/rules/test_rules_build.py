@@ -18,12 +18,12 @@ def names(rules) -> list[str]:
 @pytest.mark.parametrize(
     "classes, active, off",
     [
-        (COCO, ["illegal_parking", "street_vending", "scene_change"], ["garbage", "billboard"]),
-        (CITY, ["illegal_parking", "street_vending", "garbage", "billboard", "scene_change"], []),
-        (COCO | CITY, ["illegal_parking", "street_vending", "garbage", "billboard", "scene_change"], []),
-        ({"person"}, ["scene_change"], ["illegal_parking", "street_vending", "garbage", "billboard"]),
-        ({"umbrella", "chair"}, ["scene_change"], ["illegal_parking", "street_vending", "garbage", "billboard"]),  # cues but no people
-        (set(), ["scene_change"], ["illegal_parking", "street_vending", "garbage", "billboard"]),
+        (COCO, ["illegal_parking", "street_vending", "scene_change", "text_region"], ["garbage", "billboard"]),
+        (CITY, ["illegal_parking", "street_vending", "garbage", "billboard", "scene_change", "text_region"], []),
+        (COCO | CITY, ["illegal_parking", "street_vending", "garbage", "billboard", "scene_change", "text_region"], []),
+        ({"person"}, ["scene_change", "text_region"], ["illegal_parking", "street_vending", "garbage", "billboard"]),
+        ({"umbrella", "chair"}, ["scene_change", "text_region"], ["illegal_parking", "street_vending", "garbage", "billboard"]),  # cues but no people
+        (set(), ["scene_change", "text_region"], ["illegal_parking", "street_vending", "garbage", "billboard"]),
     ],
 )
 def test_rules_split_by_model_classes(classes, active, off) -> None:
@@ -49,6 +49,8 @@ def test_configured_classes_decide() -> None:
     no_scene = Rules(billboard=BillboardSettings(scene_change=False))
     _, disabled = build_rules(COCO, no_scene)
     assert "scene_change" in names(r for r, _ in disabled)
+    _, disabled = build_rules(COCO, Rules(billboard=BillboardSettings(text_cue=False)))
+    assert "text_region" in names(r for r, _ in disabled)
 
 
 def test_rules_declare_categories_and_classes() -> None:

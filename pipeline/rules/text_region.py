@@ -1,0 +1,103 @@
+"""Unauthorized billboards: the text cue.
+
+A class detector only finds the billboards it was trained on, and a scene-change cue only sees
+what appeared after the reference picture. Posters, banners, painted ads and 小广告 on poles have
+one thing in common: printed text. The runner reads the text in each camera's active `ad_area`
+zones every `billboard.text_every_s` (OCR is slow; text on a wall changes over minutes) and passes
+the reading in `RuleContext.texts`; on frames without a reading this rule does nothing.
+
+A text region whose centre lies in an active `ad_area` and in no `approved_ad` zone (the register
+drawn on this view), at rest for the dwell (zone `dwell_s` or `billboard.dwell_s`), is an
+unauthorized billboard, whether it was there when the reference picture was taken or not: the
+register, not the reference picture, says what is approved. "At rest" is the tracker's: the text
+regions of successive readings are tracked like detections (class `text`), so lettering on a
+passing bus never accumulates dwell. A region the recogniser reads with almost no confidence
+(`text_min_score`) is texture the detector took for text (a walker's coat, a bench), not text; a
+region read with some confidence but not as Chinese or English is text in another script and
+counts, marked unreadable. The event carries what was read (or says it was unreadable)
+so the reviewer sees the text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from citypatrol.models.detections import Detections
+from citypatrol.models.text import TextRegion
+from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
+from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
+from citypatrol.pipeline.tracker import StationaryTracker
+from citypatrol.pipeline.types import Event
+from citypatrol.pipeline.zones import Anchor, box_in_zone
+
+TEXT_CLASS = "text"
+
+
+def text_detections(regions: tuple[TextRegion, ...], image_size: tuple[int, int], model: str = "") -> Detections:
+    """Text regions as detections of class `text` (score: 1, detection already passed its threshold)."""
+    w, h = image_size
+    boxes = [[r.box[0] * w, r.box[1] * h, r.box[2] * w, r.box[3] * h] for r in regions]
+    return Detections.from_lists(boxes, [1.0] * len(regions), [TEXT_CLASS] * len(regions), image_size, model)
+
+
+class TextRegionRule(BaseRule):
+    name = "text_region"
+    categories = (Category.billboard,)
+
+    def __init__(self, rules=None, *, refresh_s: float = 60.0) -> None:
+        super().__init__(rules, refresh_s=refresh_s)
+        self._trackers: dict[str, StationaryTracker] = {}
+        self._texts: dict[tuple[str, int], TextRegion] = {}  # (camera, track) -> its latest reading
+
+    def disabled_reason(self, model_classes: frozenset[str]) -> str | None:
+        if not self.settings.billboard.text_cue:
+            return f"{self.name}: turned off (rules.billboard.text_cue: false)"
+        return None
+
+    def _evaluate(self, ctx: RuleContext) -> list[Event]:
+        s = ctx.rules.billboard
+        if not (s.enabled and s.text_cue) or ctx.texts is None:
+            return []
+        cam = ctx.camera.id
+        tracker = self._trackers.setdefault(cam, StationaryTracker(cam, max_gap_s=0.0, max_gap_frames=2))
+        regions = tuple(r for r in ctx.texts.regions if r.read_score >= s.text_min_score)
+        tracks = tracker.update(text_detections(regions, ctx.detections.image_size), ctx.pts)
+        live = {t.track_id for t in tracks}
+        for key in [k for k in self._texts if k[0] == cam and k[1] not in live]:
+            del self._texts[key]
+        approved = ctx.zones(ZoneKind.approved_ad)
+        areas = ctx.zones(ZoneKind.ad_area)
+        events: list[Event] = []
+        for t in tracks:
+            if t.last_seen < ctx.pts - EPS:
+                continue
+            region = _region_of(t.box, regions)
+            if region is not None:
+                self._texts[(cam, t.track_id)] = region
+            region = self._texts.get((cam, t.track_id))
+            if region is None or t.stationary_since is None:
+                continue
+            if any(box_in_zone(z, t.box, anchor=Anchor.center) for z in approved):
+                continue
+            zone: Zone | None = next((z for z in areas if box_in_zone(z, t.box, anchor=Anchor.center)), None)
+            if zone is None:
+                continue
+            since = effective_since(t.stationary_since, zone, ctx.local_time, ctx.pts)
+            if since is None or ctx.pts - since + EPS < dwell_for(zone, s.dwell_s):
+                continue
+            if self.refresh.due((cam, "text", t.track_id, zone.id), since, ctx.pts):
+                events.append(self.event(
+                    ctx, Category.billboard, t.box, zone, since, region.read_score if region.readable else 0.5,
+                    [], [TEXT_CLASS],
+                    f"printed text {region.describe()} at rest {ctx.pts - since:.0f} s in ad area {zone_label(zone)}, "
+                    "matching no approved ad",
+                ))
+        return events
+
+
+def _region_of(box: tuple[float, float, float, float], regions: tuple[TextRegion, ...]) -> TextRegion | None:
+    """The region of this reading the tracker matched to a track (its box is the track's box)."""
+    for r in regions:
+        if np.allclose(r.box, box, atol=1e-4):
+            return r
+    return None

@@ -1,0 +1,48 @@
+"""When and where to read a camera's printed text: the text cue's slow cadence.
+
+OCR costs about a second of CPU per read, and the text on a wall changes over minutes, so each
+camera is read once every `billboard.text_every_s` of stream time (the first analysed frame is
+read at once), and only the box around its active `ad_area` zones (plus a small margin, so a
+poster on the zone's edge is whole). A camera without active advertising areas, or with the text
+cue off, is never read. Pure: the caller passes stream time and local time in.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+
+from citypatrol.pipeline.config.models import Camera, Rules, ZoneKind
+from citypatrol.pipeline.types import Box
+from citypatrol.pipeline.zones import is_active, zone_geometry, zones_of_kind
+
+MARGIN = 0.02  # of the frame, around the ad areas' box
+
+
+class TextSchedule:
+    """Per camera: the stream time of its last read."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def due(self, camera: Camera, rules: Rules, local_time: time, pts: float) -> Box | None:
+        """The area to read now (normalised box), or None; a returned area counts as read."""
+        s = rules.billboard
+        if not (s.enabled and s.text_cue):
+            return None
+        areas = [z for z in zones_of_kind(camera.zones, ZoneKind.ad_area) if is_active(z, local_time)]
+        if not areas:
+            return None
+        last = self._last.get(camera.id)
+        if last is not None and pts >= last and pts - last < s.text_every_s - 1e-6:
+            return None
+        self._last[camera.id] = pts
+        bounds = [zone_geometry(z).bounds for z in areas]
+        return (
+            max(0.0, min(b[0] for b in bounds) - MARGIN),
+            max(0.0, min(b[1] for b in bounds) - MARGIN),
+            min(1.0, max(b[2] for b in bounds) + MARGIN),
+            min(1.0, max(b[3] for b in bounds) + MARGIN),
+        )
+
+    def forget(self, camera_id: str) -> None:
+        self._last.pop(camera_id, None)

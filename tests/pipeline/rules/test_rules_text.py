@@ -1,0 +1,118 @@
+"""The text cue for billboards, on real footage read by the real OCR (RapidOCR in the wheel).
+
+London street: the construction hoarding is an advertising area with nothing approved; the
+train poster on it carries printed text → a billboard case there, with the text read. The
+lamppost banner (text at x≈0.54) is outside the hoarding → never a case. Pedestrian street: the
+shop's "30% off" window poster is a case only when its window is in an ad area and not in the
+register. Each real frame is read once per module (about a second of CPU each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from citypatrol.models.text import RapidTextReader, TextReading, TextRegion, is_readable
+from citypatrol.pipeline.config.models import BillboardRule as BillboardSettings, Category, Rules, ZoneKind
+from citypatrol.pipeline.evaluation.scoring import boxes_match
+from citypatrol.pipeline.rules import TextRegionRule
+from citypatrol.pipeline.text_schedule import TextSchedule
+from tests.fixtures_logic import NOON, camera, ctx, dets, rect, zone
+from tests.footage import frame_at
+
+SETTINGS = Rules(billboard=BillboardSettings(dwell_s=60, text_every_s=30))
+HOARDING = zone("hoarding", ZoneKind.ad_area, rect(0.64, 0.30, 1.0, 0.60), name="施工围挡")
+TRAIN_POSTER = (0.89, 0.35, 1.0, 0.56)
+LAMPPOST_BANNER_X = (0.50, 0.60)
+READ_AREA = (0.45, 0.28, 1.0, 0.62)  # hoarding and lamppost banner
+
+SHOP_FRONT = zone("shop_front", ZoneKind.ad_area, rect(0.0, 0.0, 0.3, 0.45), name="商铺立面")
+SHOP_WINDOW_PERMIT = zone("gap_window", ZoneKind.approved_ad, rect(0.0, 0.1, 0.2, 0.4))
+STREET = zone("street", ZoneKind.ad_area, rect(0.3, 0.3, 0.95, 0.95))  # walkers, bins, benches
+WINDOW_POSTER = (0.064, 0.205, 0.132, 0.281)
+
+
+@pytest.fixture(scope="module")
+def reader() -> RapidTextReader:
+    return RapidTextReader()
+
+
+@pytest.fixture(scope="module")
+def london(reader, sample_video) -> list[TextReading]:
+    path = sample_video("london")
+    return [reader.read(frame_at(path, t), READ_AREA) for t in (0.0, 1.5, 3.0)]
+
+
+@pytest.fixture(scope="module")
+def pedestrian(reader, sample_video) -> list[TextReading]:
+    path = sample_video("pedestrian")
+    return [reader.read(frame_at(path, t), (0.0, 0.0, 1.0, 1.0)) for t in (0.0, 1.8, 3.6)]
+
+
+def run(cam, readings: list[TextReading], rules: Rules = SETTINGS, step: float = 30.0):
+    """The readings as if taken every `step` seconds of a fixed camera (the scene is static where it matters)."""
+    rule = TextRegionRule(rules, refresh_s=600)
+    events = []
+    for i, reading in enumerate(readings):
+        c = ctx(cam, [], dets(size=(1920, 1080)), pts=i * step, rules=rules, local_time=NOON)
+        events += rule.evaluate(replace(c, texts=reading))
+    return events
+
+
+def test_the_ocr_finds_the_hoarding_and_lamppost_text(london) -> None:
+    boxes = [r.box for reading in london for r in reading.regions]
+    assert any(boxes_match(b, TRAIN_POSTER) for b in boxes)
+    assert any(LAMPPOST_BANNER_X[0] <= (b[0] + b[2]) / 2 <= LAMPPOST_BANNER_X[1] for b in boxes)
+
+
+def test_printed_text_on_the_hoarding_is_a_billboard_with_its_text(london) -> None:
+    events = run(camera(HOARDING), london)
+    assert events and all(e.category is Category.billboard and e.zone_id == "hoarding" for e in events)
+    assert any(boxes_match(e.box, TRAIN_POSTER) for e in events)
+    assert all(e.pts == 60.0 and e.since_pts == 0.0 for e in events)  # at rest for the 60 s dwell
+    assert all("printed text" in e.detail and e.classes == ("text",) for e in events)
+    assert not any(LAMPPOST_BANNER_X[0] <= (e.box[0] + e.box[2]) / 2 <= LAMPPOST_BANNER_X[1] for e in events)
+
+
+def test_text_not_yet_at_rest_for_the_dwell_is_nothing(london) -> None:
+    assert run(camera(HOARDING), london, step=20.0) == []  # last reading at 40 s < 60 s
+
+
+def test_registered_poster_and_text_outside_ad_areas_are_not_cases(london) -> None:
+    permit = zone("rail_permit", ZoneKind.approved_ad, rect(0.88, 0.33, 1.0, 0.58))
+    assert not any(boxes_match(e.box, TRAIN_POSTER) for e in run(camera(HOARDING, permit), london))
+    assert run(camera(), london) == []  # no advertising area drawn: the text cue judges nothing
+
+
+def test_shop_window_poster_is_a_case_only_where_not_registered(pedestrian) -> None:
+    events = run(camera(SHOP_FRONT), pedestrian)
+    assert [e.zone_id for e in events if boxes_match(e.box, WINDOW_POSTER)] == ["shop_front"]
+    assert '"30%off"' in next(e.detail for e in events if boxes_match(e.box, WINDOW_POSTER))
+    assert not any(boxes_match(e.box, WINDOW_POSTER) for e in run(camera(SHOP_FRONT, SHOP_WINDOW_PERMIT), pedestrian))
+
+
+def test_walkers_benches_and_bins_are_not_text(pedestrian) -> None:
+    assert run(camera(STREET), pedestrian) == []
+
+
+@pytest.mark.parametrize(
+    "text, score, readable",
+    [("30%off", 0.95, True), ("广告", 0.8, True), ("?", 0.78, False), ("GAEML", 0.47, False), ("", 0.0, False)],
+)
+def test_unreadable_text_says_so(text, score, readable) -> None:
+    assert is_readable(text, score) is readable
+    region = TextRegion((0.1, 0.1, 0.2, 0.2), text, score, readable)
+    assert ("unreadable" in region.describe()) is not readable
+
+
+def test_schedule_reads_ad_areas_at_the_slow_cadence() -> None:
+    sched = TextSchedule()
+    cam = camera(HOARDING)
+    due = [sched.due(cam, SETTINGS, NOON, t) is not None for t in (0.0, 10.0, 29.0, 30.0, 45.0, 60.0)]
+    assert due == [True, False, False, True, False, True]
+    area = TextSchedule().due(cam, SETTINGS, NOON, 0.0)
+    assert area == pytest.approx((0.62, 0.28, 1.0, 0.62))
+    assert TextSchedule().due(camera(), SETTINGS, NOON, 0.0) is None  # no ad area: never read
+    off = Rules(billboard=BillboardSettings(text_cue=False))
+    assert TextSchedule().due(cam, off, NOON, 0.0) is None
