@@ -76,7 +76,7 @@ class TextReader(Protocol):
 class RapidTextReader:
     """RapidOCR's PP-OCRv4 text detector and recogniser (ONNX Runtime, CPU)."""
 
-    def __init__(self, *, work_px: int = 1280, box_thresh: float = 0.5, threads: int = 0) -> None:
+    def __init__(self, *, work_px: int = 1280, max_upscale: float = 4.0, box_thresh: float = 0.5, threads: int = 0) -> None:
         try:
             from rapidocr_onnxruntime import RapidOCR
         except ImportError as exc:  # pragma: no cover - dependency of the package
@@ -95,6 +95,7 @@ class RapidTextReader:
         except Exception as exc:  # ONNX Runtime raises its own types for unreadable models
             raise TextReaderError(f"RapidOCR could not load its models: {exc}") from exc
         self.work_px = work_px
+        self.max_upscale = max_upscale
 
     def read(self, image: np.ndarray, area: Box = (0.0, 0.0, 1.0, 1.0)) -> TextReading:
         t0 = time.perf_counter()
@@ -102,7 +103,7 @@ class RapidTextReader:
         x0, y0 = int(np.floor(area[0] * w)), int(np.floor(area[1] * h))
         x1, y1 = max(x0 + 1, int(np.ceil(area[2] * w))), max(y0 + 1, int(np.ceil(area[3] * h)))
         crop = np.ascontiguousarray(image[y0:y1, x0:x1, :3])
-        scale = self.work_px / max(crop.shape[:2])
+        scale = min(self.work_px / max(crop.shape[:2]), self.max_upscale)
         if scale > 1.0:  # small text on a far wall needs pixels; the detector itself only shrinks
             crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
         else:

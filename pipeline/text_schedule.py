@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import time
 
-from citypatrol.pipeline.config.models import Camera, Rules, ZoneKind
+from citypatrol.pipeline.config.models import Camera, Rules, Zone, ZoneKind
 from citypatrol.pipeline.types import Box
 from citypatrol.pipeline.zones import is_active, zone_geometry, zones_of_kind
 
@@ -36,13 +36,21 @@ class TextSchedule:
         if last is not None and pts >= last and pts - last < s.text_every_s - 1e-6:
             return None
         self._last[camera.id] = pts
-        bounds = [zone_geometry(z).bounds for z in areas]
-        return (
-            max(0.0, min(b[0] for b in bounds) - MARGIN),
-            max(0.0, min(b[1] for b in bounds) - MARGIN),
-            min(1.0, max(b[2] for b in bounds) + MARGIN),
-            min(1.0, max(b[3] for b in bounds) + MARGIN),
-        )
+        return read_area(areas)
 
     def forget(self, camera_id: str) -> None:
         self._last.pop(camera_id, None)
+
+
+def read_area(areas: list[Zone]) -> Box:
+    """The box the text cue reads for these ad areas: their bounds plus a margin.
+
+    核查 reads the same box, so a case is re-checked at the scale and in the context it was found in
+    (the recogniser's confidence on a logo or stylised lettering depends on both)."""
+    bounds = [zone_geometry(z).bounds for z in areas]
+    return (
+        max(0.0, min(b[0] for b in bounds) - MARGIN),
+        max(0.0, min(b[1] for b in bounds) - MARGIN),
+        min(1.0, max(b[2] for b in bounds) + MARGIN),
+        min(1.0, max(b[3] for b in bounds) + MARGIN),
+    )

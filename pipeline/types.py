@@ -14,6 +14,19 @@ from citypatrol.pipeline.config.models import Category
 
 Box = tuple[float, float, float, float]  # normalised x1, y1, x2, y2
 
+TEXT_CUE = "text"  # `Event.classes` of the text cue: printed text read by OCR
+SCENE_CUE = "scene_change"  # of the scene-change cue: a change against the reference image
+DETECTOR_CUE = "detector"  # any other event: the detector's classes
+
+
+def cue_of(classes: tuple[str, ...]) -> str:
+    """Which cue made an event, from its classes; 核查 re-runs that cue."""
+    if TEXT_CUE in classes:
+        return TEXT_CUE
+    if SCENE_CUE in classes:
+        return SCENE_CUE
+    return DETECTOR_CUE
+
 
 @dataclass(frozen=True, slots=True)
 class Track:
@@ -108,3 +121,4 @@ class Case:
     detail: str = ""
     model: str = ""
     history: tuple[Transition, ...] = field(default_factory=tuple)
+    cue: str = DETECTOR_CUE  # the cue whose event opened the case (`cue_of`)

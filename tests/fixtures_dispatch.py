@@ -47,9 +47,10 @@ def dispatch_config(url: str = "", **dispatch: object) -> Config:
 
 
 def make_case(case_id: str, *, score: float = 0.9, camera: str = "cam1", category: Category = Category.illegal_parking,
-              at: datetime = T0, box: tuple[float, float, float, float] = BOX) -> Case:
-    return Case(case_id, camera, category, CaseStatus.detected, box, "bays", 100.0, at, 100.0, at, score,
-                history=(opened_row(at, "casebuilder", "car still"),))
+              at: datetime = T0, box: tuple[float, float, float, float] = BOX, zone: str = "bays",
+              cue: str = "detector") -> Case:
+    return Case(case_id, camera, category, CaseStatus.detected, box, zone, 100.0, at, 100.0, at, score,
+                history=(opened_row(at, "casebuilder", "car still"),), cue=cue)
 
 
 def open_submitted(store: Store, config: Config, case_id: str, **kw) -> Case:

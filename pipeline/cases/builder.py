@@ -51,7 +51,7 @@ from citypatrol.pipeline.appearance import same_look
 from citypatrol.pipeline.boxes import box_iou, box_overlap_min
 from citypatrol.pipeline.cases.states import can_transition, opened_row, transition
 from citypatrol.pipeline.config.models import CasesConfig, Category, Config
-from citypatrol.pipeline.types import Box, Case, CaseStatus, Event
+from citypatrol.pipeline.types import Box, Case, CaseStatus, Event, cue_of
 
 ACTOR = "casebuilder"
 
@@ -315,6 +315,7 @@ class CaseBuilder:
             site=self.sites.get(event.camera_id, ""),
             detail=event.detail,
             model=event.model,
+            cue=cue_of(event.classes),
             history=(opened_row(event.wall, ACTOR, f"{event.detail} [event {event.event_id}]"),),
         )
         self._live[case_id] = _Entry(case, {event.camera_id: (event.box, event.zone_id)}, {event.camera_id: event.pts},

@@ -28,10 +28,10 @@ import numpy as np
 
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
-from citypatrol.pipeline.types import Box, Event
+from citypatrol.pipeline.types import SCENE_CUE, Box, Event
 from citypatrol.pipeline.zones import zone_geometry
 
-SCENE_CLASS = "scene_change"
+SCENE_CLASS = SCENE_CUE
 
 
 @dataclass(slots=True)

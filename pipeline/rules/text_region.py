@@ -27,10 +27,10 @@ from citypatrol.models.text import TextRegion
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
 from citypatrol.pipeline.tracker import StationaryTracker
-from citypatrol.pipeline.types import Event
+from citypatrol.pipeline.types import TEXT_CUE, Event
 from citypatrol.pipeline.zones import Anchor, box_in_zone
 
-TEXT_CLASS = "text"
+TEXT_CLASS = TEXT_CUE
 
 
 def text_detections(regions: tuple[TextRegion, ...], image_size: tuple[int, int], model: str = "") -> Detections:

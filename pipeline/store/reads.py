@@ -27,7 +27,7 @@ def case_from_row(r: CaseRow, history: tuple[Transition, ...] = ()) -> Case:
         case_id=r.case_id, camera_id=r.camera_id, category=Category(r.category), status=CaseStatus(r.status),
         box=(r.x1, r.y1, r.x2, r.y2), zone_id=r.zone_id, opened_pts=r.opened_pts, opened_at=r.opened_at,
         last_seen_pts=r.last_seen_pts, last_seen_at=r.last_seen_at, score=r.score, events=r.events, site=r.site,
-        detail=r.detail, model=r.model, history=history,
+        detail=r.detail, model=r.model, history=history, cue=r.cue or "detector",
     )
 
 

@@ -135,6 +135,7 @@ class CaseRow(PlaceColumns, Base):
     site: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
     model: Mapped[str] = mapped_column(String(200), default="")
+    cue: Mapped[str] = mapped_column(String(32), default="detector")  # the cue that opened it: detector, text, scene_change
     category_code: Mapped[str] = mapped_column(String(32), default="")
     category_name: Mapped[str] = mapped_column(String(100), default="")
     category_major: Mapped[str] = mapped_column(String(100), default="")

@@ -68,7 +68,7 @@ def open_case(s: Session, case: Case, event: Event | None, codes: CodeEntry | Ca
         case_id=case.case_id, camera_id=case.camera_id, category=str(case.category), status=str(case.status),
         x1=x1, y1=y1, x2=x2, y2=y2, zone_id=case.zone_id, opened_pts=case.opened_pts, opened_at=case.opened_at,
         last_seen_pts=case.last_seen_pts, last_seen_at=case.last_seen_at, score=case.score, events=case.events,
-        site=case.site, detail=case.detail, model=case.model, category_code=code.code, category_name=code.name,
+        site=case.site, detail=case.detail, model=case.model, cue=case.cue, category_code=code.code, category_name=code.name,
         category_major=code.major, lon=location.lon, lat=location.lat, address=location.address,
         district=location.district, grid_code=location.grid_code, created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["case_id"])

@@ -8,7 +8,10 @@ already judged a problem; the question now is only whether the thing is still th
 - illegal / non-motor parking: a vehicle (`classes` / `nonmotor_classes`) on the case's box;
 - street vending: a stall class on the box, or at least `min_cues` stall cues mostly inside it;
 - overflowing bin: overflow or garbage-pile classes on the box; exposed garbage: pile classes;
-- billboard: billboard classes on the box.
+- billboard: by the cue that opened the case (`Case.cue`), so a poster the detector never knew is
+  not judged gone because the detector is silent: the detector's billboard classes on the box
+  (`cues`), printed text read again on the box (`text_cues`), or the ad area still changed against
+  the reference image (`scene_cues`).
 
 `Judge` turns the per-frame answers into a verdict over stream time: `gone` when nothing was seen
 for `confirm_s` (since the last sighting, or since watching began), `present` when the cause was
@@ -18,14 +21,16 @@ seen continuously (gaps up to `gap_s` forgiven: detector flicker, a passer-by) f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 from citypatrol.models.detections import Detections
+from citypatrol.models.text import TextRegion
 from citypatrol.pipeline.boxes import box_iou
 from citypatrol.pipeline.config.models import Category, Rules, VerifyConfig
-from citypatrol.pipeline.types import Box
+from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, Box
 
 
 class Verdict(StrEnum):
@@ -63,6 +68,20 @@ def cues(category: Category, rules: Rules, detections: Detections, box: Box, mat
         return _on_box(detections, set(s.pile_classes), s.min_score, box, match_iou)
     s = rules.billboard
     return _on_box(detections, set(s.classes), s.min_score, box, match_iou)
+
+
+def text_cues(rules: Rules, regions: Iterable[TextRegion], box: Box, match_iou: float) -> list[Cue]:
+    """Printed text (above the rule's `text_min_score`) on the case's box: the text cue's case is still there."""
+    s = rules.billboard
+    return [Cue(r.box, r.read_score, TEXT_CUE) for r in regions
+            if r.read_score >= s.text_min_score and (box_iou(r.box, box) >= match_iou or _share_inside(r.box, box) >= 0.5)]
+
+
+def scene_cues(rules: Rules, share: float, changed: Box | None) -> list[Cue]:
+    """The ad area still differs from the reference image as much as when the case opened."""
+    if changed is None or share < rules.billboard.scene_change_threshold:
+        return []
+    return [Cue(changed, share, SCENE_CUE)]
 
 
 class Judge:

@@ -2,8 +2,10 @@
 
 When the dispatch system reports a case handled, the verifier moves it handled → verifying, takes
 frames from the camera's source (the live stream, or for tests and archives a recorded file or a
-folder of stills) every `verify.cadence_s`, runs the detector and the case's rule at the case's
-place (`verify_judge.cues`) and lets `verify_judge.Judge` decide:
+folder of stills) every `verify.cadence_s`, re-runs the cue that opened the case at the case's
+place (the detector and the case's rule, `judge.cues`; for a billboard opened by printed text, OCR
+on the case's box, `judge.text_cues`; for one opened by the scene-change cue, the ad area against
+the camera's reference image, `judge.scene_cues`) and lets `judge.Judge` decide:
 
 - gone for `verify.confirm_s` → closed, with an after-image (the last frame, the case's box drawn)
   stored beside a before-image (a copy of the case's original evidence frame), and a
@@ -26,16 +28,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import cv2
 import numpy as np
 
 from citypatrol.annotate.evidence import render_annotated, write_image
 from citypatrol.models.detector import MultiDetector
+from citypatrol.models.text import RapidTextReader, TextReader
+from citypatrol.pipeline.config.models import Camera, Category, Config, ZoneKind
 from citypatrol.pipeline.dispatch import message as dm
-from citypatrol.pipeline.config.models import Camera, Config
 from citypatrol.pipeline.store.case_store import Store
+from citypatrol.pipeline.rules.scene_change import SceneChangeRule
 from citypatrol.pipeline.store.records import CaseRecord, EvidenceKind, OutboxMessage
-from citypatrol.pipeline.types import Box, Case, CaseStatus
-from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, cues
+from citypatrol.pipeline.text_schedule import read_area
+from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, Box, Case, CaseStatus
+from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, cues, scene_cues, text_cues
+from citypatrol.pipeline.zones import zones_of_kind
+from citypatrol.streams.frame import Frame
 from citypatrol.streams.open import open_source
 from citypatrol.streams.source import SourceError
 
@@ -60,7 +68,9 @@ class Verifier:
 
     def __init__(self, store: Store, config: Config, detector: MultiDetector, evidence_dir: Path, *,
                  sources: Callable[[str], str | None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 text_reader: TextReader | None = None) -> None:
+        """`text_reader`: the OCR that re-reads text-cue cases (default: RapidOCR, built on first need)."""
         self.store = store
         self.config = config
         self.detector = detector
@@ -69,6 +79,7 @@ class Verifier:
         self.clock = clock
         self.tz = ZoneInfo(config.site.timezone)
         self.cameras = {c.id: c for c in config.cameras}
+        self.text_reader = text_reader
 
     def run_pending(self, *, limit: int = 20, retry_verifying: bool = True) -> list[VerifyResult]:
         """Verify the cases reported handled (and, by default, those left verifying before)."""
@@ -119,9 +130,9 @@ class Verifier:
         pts = 0.0
         src = open_source(case.camera_id, source, v.cadence_s)
         try:
+            check = self._check(case, cam, rules)
             for frame in src.frames():
-                dets = self.detector.detect([frame.image])[0]
-                found = cues(case.category, rules, dets, case.box, v.match_iou)
+                found = check(frame)
                 pts, last_image = frame.pts, frame.image
                 if found:
                     last_cues = found
@@ -132,7 +143,7 @@ class Verifier:
             src.close()
         verdict = verdict or judge.finish()
         watched = judge.watched_s(pts)
-        seen = f"{judge.present_frames}/{judge.frames} frames over {watched:.0f} s"
+        seen = f"{judge.present_frames}/{judge.frames} frames over {watched:.0f} s, by the {self._cue_name(case)}"
         if verdict is Verdict.inconclusive or last_image is None:
             reason = f"no verdict yet ({seen}); stays verifying"
             log.info("case %s: %s", case.case_id, reason)
@@ -155,6 +166,40 @@ class Verifier:
             status = CaseStatus.reopened
         log.info("case %s: %s → %s", case.case_id, reason, status.value)
         return VerifyResult(case.case_id, verdict, status, judge.frames, watched, tuple(files), reason)
+
+    @staticmethod
+    def _cue_name(case: Case) -> str:
+        if case.category is Category.billboard and case.cue == TEXT_CUE:
+            return "text cue"
+        if case.category is Category.billboard and case.cue == SCENE_CUE:
+            return "scene-change cue"
+        return "detector"
+
+    def _check(self, case: Case, cam: Camera, rules) -> Callable[[Frame], list[Cue]]:
+        """The per-frame check that re-runs the cue which opened the case."""
+        v = self.config.verify
+        if case.category is Category.billboard and case.cue == TEXT_CUE:
+            if self.text_reader is None:
+                self.text_reader = RapidTextReader()
+            reader = self.text_reader
+            zone = [z for z in cam.zones if z.id == case.zone_id and z.kind is ZoneKind.ad_area]
+            area = read_area(zone) if zone else _around(case.box)
+            return lambda frame: text_cues(rules, reader.read(frame.image, area).regions, case.box, v.match_iou)
+        if case.category is Category.billboard and case.cue == SCENE_CUE:
+            reference = cv2.imread(str(cam.reference_image), cv2.IMREAD_COLOR) if cam.reference_image else None
+            zone = next((z for z in cam.zones if z.id == case.zone_id), None)
+            if reference is None or zone is None:
+                why = "no readable reference image" if reference is None else f"zone {case.zone_id} no longer drawn"
+                raise SourceError(f"case {case.case_id}: the scene-change cue cannot be re-run: {why}")
+            rule = SceneChangeRule(rules)
+            approved = zones_of_kind(cam.zones, ZoneKind.approved_ad)
+
+            def scene(frame: Frame) -> list[Cue]:
+                h, w = frame.image.shape[:2]
+                ref = reference if reference.shape[:2] == (h, w) else cv2.resize(reference, (w, h), interpolation=cv2.INTER_AREA)
+                return scene_cues(rules, *rule.measure(frame.image, ref, zone, approved))
+            return scene
+        return lambda frame: cues(case.category, rules, self.detector.detect([frame.image])[0], case.box, v.match_iou)
 
     def _before(self, record: CaseRecord, folder: str) -> list[str]:
         """A copy of the case's original frame as the before-image (none when it has no frame)."""
@@ -183,3 +228,10 @@ class Verifier:
         f = write_image(annotated, self.evidence_dir / rel, kind.value)
         self.store.add_evidence(case.case_id, kind, rel, f.sha256, f.bytes)
         return rel
+
+
+def _around(box: Box, pad: float = 0.2) -> Box:
+    """The case's box with room around it, where its ad area is no longer drawn."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    px, py = max(pad, w), max(pad, h)
+    return (max(0.0, box[0] - px), max(0.0, box[1] - py), min(1.0, box[2] + px), min(1.0, box[3] + py))
