@@ -156,6 +156,13 @@ class VendingSettings(RuleSettings):
     min_cues: int = Field(2, ge=1, le=20, description="Stall cues needed in one cluster.")
     min_people: int = Field(1, ge=0, le=50, description="People needed near the cue cluster.")
     cluster_radius: float = Field(0.12, gt=0, le=1, description="Cluster radius, as a fraction of the frame diagonal.")
+    scene_change: bool = Field(
+        True, description="Also report a new object (not in the reference image) at rest in a no_vending zone with people at it.",
+    )
+    scene_min_area: float = Field(0.002, gt=0, le=1, description="Smallest new object, as a share of the frame's area.")
+    people_share: float = Field(
+        0.5, ge=0, le=1, description="Share of the frames since a new object came to rest that must show people at it.",
+    )
 
     def watched_classes(self) -> list[str]:
         return [*self.classes, *self.cue_classes, "person"]

@@ -18,6 +18,7 @@ from citypatrol.pipeline.rules.parking import IllegalParkingRule
 from citypatrol.pipeline.rules.scene_change import SceneChangeRule
 from citypatrol.pipeline.rules.text_region import TextRegionRule
 from citypatrol.pipeline.rules.vending import StreetVendingRule
+from citypatrol.pipeline.rules.vending_scene import VendingSceneRule
 
 __all__ = [
     "BaseRule",
@@ -30,6 +31,7 @@ __all__ = [
     "SceneChangeRule",
     "StreetVendingRule",
     "TextRegionRule",
+    "VendingSceneRule",
     "build_rules",
 ]
 
@@ -49,6 +51,7 @@ def build_rules(
     candidates: list[Rule] = [
         IllegalParkingRule(settings, refresh_s=refresh_s),
         StreetVendingRule(settings, refresh_s=refresh_s),
+        VendingSceneRule(settings, refresh_s=refresh_s),
         GarbageRule(settings, refresh_s=refresh_s),
         BillboardRule(settings, refresh_s=refresh_s),
         SceneChangeRule(settings, refresh_s=refresh_s),

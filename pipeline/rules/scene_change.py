@@ -152,35 +152,55 @@ class SceneChangeRule(BaseRule):
 
     def measure(self, image: np.ndarray, reference: np.ndarray, zone: Zone, approved: list[Zone] = ()) -> tuple[float, Box | None]:
         """Changed share of `zone` between two same-size images, and the changed pixels' box (normalised)."""
+        view = ZoneView.of(image, reference, zone, self.work_px, ignore=approved)
+        if not view.mask.any():
+            return 0.0, None
+        changed = change_mask(view.current, view.reference, view.mask)
+        share = float(changed.sum() / view.mask.sum())
+        if not changed.any():
+            return share, None
+        ys, xs = np.nonzero(changed)
+        return share, view.box(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneView:
+    """A zone's bounding region of the current and reference images at working size, and its mask."""
+
+    current: np.ndarray
+    reference: np.ndarray
+    mask: np.ndarray  # bool (h, w): inside the zone and outside the ignored zones
+    origin: tuple[float, float]  # normalised top-left of the region
+    scale: tuple[float, float]  # working pixels per normalised unit (x, y)
+
+    @classmethod
+    def of(cls, image: np.ndarray, reference: np.ndarray, zone: Zone, work_px: int, ignore: list[Zone] = ()) -> "ZoneView":
         h, w = image.shape[:2]
         minx, miny, maxx, maxy = zone_geometry(zone).bounds
         x0, y0 = int(np.floor(minx * w)), int(np.floor(miny * h))
         x1, y1 = max(x0 + 1, int(np.ceil(maxx * w))), max(y0 + 1, int(np.ceil(maxy * h)))
         cur, ref = image[y0:y1, x0:x1], reference[y0:y1, x0:x1]
-        f = min(1.0, self.work_px / max(x1 - x0, y1 - y0))
+        f = min(1.0, work_px / max(x1 - x0, y1 - y0))
         size = (max(8, round((x1 - x0) * f)), max(8, round((y1 - y0) * f)))
         cur = cv2.resize(cur, size, interpolation=cv2.INTER_AREA)
         ref = cv2.resize(ref, size, interpolation=cv2.INTER_AREA)
-        sx, sy = size[0] / ((x1 - x0) / w), size[1] / ((y1 - y0) / h)  # work px per normalised unit
+        view = cls(cur, ref, np.zeros((size[1], size[0]), bool), (x0 / w, y0 / h),
+                   (size[0] / ((x1 - x0) / w), size[1] / ((y1 - y0) / h)))
+        mask = view.raster(zone.polygon)
+        for a in ignore:
+            mask &= ~view.raster(a.polygon)
+        return cls(cur, ref, mask, view.origin, view.scale)
 
-        def raster(z: Zone) -> np.ndarray:
-            poly = np.array([[(px - x0 / w) * sx, (py - y0 / h) * sy] for px, py in z.polygon], dtype=np.float64)
-            out = np.zeros((size[1], size[0]), np.uint8)
-            cv2.fillPoly(out, [np.round(poly).astype(np.int32)], 1)
-            return out.astype(bool)
+    def raster(self, polygon) -> np.ndarray:
+        """A normalised polygon as a bool mask of the working region."""
+        (ox, oy), (sx, sy) = self.origin, self.scale
+        poly = np.array([[(px - ox) * sx, (py - oy) * sy] for px, py in polygon], dtype=np.float64)
+        out = np.zeros(self.mask.shape, np.uint8)
+        cv2.fillPoly(out, [np.round(poly).astype(np.int32)], 1)
+        return out.astype(bool)
 
-        mask = raster(zone)
-        for a in approved:
-            mask &= ~raster(a)
-        if not mask.any():
-            return 0.0, None
-        changed = change_mask(cur, ref, mask)
-        share = float(changed.sum() / mask.sum())
-        if not changed.any():
-            return share, None
-        ys, xs = np.nonzero(changed)
-        box = (
-            x0 / w + xs.min() / sx, y0 / h + ys.min() / sy,
-            x0 / w + (xs.max() + 1) / sx, y0 / h + (ys.max() + 1) / sy,
-        )
-        return share, tuple(float(np.clip(v, 0.0, 1.0)) for v in box)  # type: ignore[return-value]
+    def box(self, x0: float, y0: float, x1: float, y1: float) -> Box:
+        """Working-pixel box → normalised frame box."""
+        (ox, oy), (sx, sy) = self.origin, self.scale
+        b = (ox + x0 / sx, oy + y0 / sy, ox + x1 / sx, oy + y1 / sy)
+        return tuple(float(np.clip(v, 0.0, 1.0)) for v in b)  # type: ignore[return-value]

@@ -11,7 +11,9 @@ already judged a problem; the question now is only whether the thing is still th
 - billboard: by the cue that opened the case (`Case.cue`), so a poster the detector never knew is
   not judged gone because the detector is silent: the detector's billboard classes on the box
   (`cues`), printed text read again on the box (`text_cues`), or the ad area still changed against
-  the reference image (`scene_cues`).
+  the reference image (`scene_cues`);
+- street vending opened by the scene-change cue (no vendor class): a new object against the
+  reference image still on the case's box (`object_cues`).
 
 `Judge` turns the per-frame answers into a verdict over stream time: `gone` when nothing was seen
 for `confirm_s` (since the last sighting, or since watching began), `present` when the cause was
@@ -82,6 +84,11 @@ def scene_cues(rules: Rules, share: float, changed: Box | None) -> list[Cue]:
     if changed is None or share < rules.billboard.scene_change_threshold:
         return []
     return [Cue(changed, share, SCENE_CUE)]
+
+
+def object_cues(objects: Iterable[Box], box: Box, match_iou: float) -> list[Cue]:
+    """New objects (against the reference image) on the case's box: the pitch is still there."""
+    return [Cue(b, 1.0, SCENE_CUE) for b in objects if box_iou(b, box) >= match_iou]
 
 
 class Judge:

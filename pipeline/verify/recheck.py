@@ -38,10 +38,11 @@ from citypatrol.pipeline.config.models import Camera, Category, Config, ZoneKind
 from citypatrol.pipeline.dispatch import message as dm
 from citypatrol.pipeline.store.case_store import Store
 from citypatrol.pipeline.rules.scene_change import SceneChangeRule
+from citypatrol.pipeline.rules.vending_scene import new_objects, people_boxes
 from citypatrol.pipeline.store.records import CaseRecord, EvidenceKind, OutboxMessage
 from citypatrol.pipeline.text_schedule import read_area
 from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, Box, Case, CaseStatus
-from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, cues, scene_cues, text_cues
+from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, cues, object_cues, scene_cues, text_cues
 from citypatrol.pipeline.zones import zones_of_kind
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.open import open_source
@@ -171,7 +172,7 @@ class Verifier:
     def _cue_name(case: Case) -> str:
         if case.category is Category.billboard and case.cue == TEXT_CUE:
             return "text cue"
-        if case.category is Category.billboard and case.cue == SCENE_CUE:
+        if case.cue == SCENE_CUE and case.category in (Category.billboard, Category.street_vending):
             return "scene-change cue"
         return "detector"
 
@@ -185,7 +186,7 @@ class Verifier:
             zone = [z for z in cam.zones if z.id == case.zone_id and z.kind is ZoneKind.ad_area]
             area = read_area(zone) if zone else _around(case.box)
             return lambda frame: text_cues(rules, reader.read(frame.image, area).regions, case.box, v.match_iou)
-        if case.category is Category.billboard and case.cue == SCENE_CUE:
+        if case.cue == SCENE_CUE and case.category in (Category.billboard, Category.street_vending):
             reference = cv2.imread(str(cam.reference_image), cv2.IMREAD_COLOR) if cam.reference_image else None
             zone = next((z for z in cam.zones if z.id == case.zone_id), None)
             if reference is None or zone is None:
@@ -197,6 +198,10 @@ class Verifier:
             def scene(frame: Frame) -> list[Cue]:
                 h, w = frame.image.shape[:2]
                 ref = reference if reference.shape[:2] == (h, w) else cv2.resize(reference, (w, h), interpolation=cv2.INTER_AREA)
+                if case.category is Category.street_vending:  # the new object itself, people left out
+                    people = people_boxes(self.detector.detect([frame.image])[0], rules.street_vending.min_score)
+                    objects = new_objects(frame.image, ref, zone, people, ignore=approved, min_area=rules.street_vending.scene_min_area)
+                    return object_cues(objects, case.box, v.match_iou)
                 return scene_cues(rules, *rule.measure(frame.image, ref, zone, approved))
             return scene
         return lambda frame: cues(case.category, rules, self.detector.detect([frame.image])[0], case.box, v.match_iou)

@@ -1,4 +1,4 @@
-"""核查 of billboard cases re-runs the cue that opened them, on the real London hoarding footage.
+"""核查 re-runs the cue that opened a case, on real footage (London hoarding, parking lot).
 
 The train poster on the hoarding is found by its printed text; the detector's billboard class
 never fires on it. A handled case opened by the text cue whose poster is still on the hoarding is
@@ -20,6 +20,7 @@ from citypatrol.pipeline.config.models import Category, Config, VerifyConfig, Zo
 from citypatrol.pipeline.store.case_store import open_store
 from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, CaseStatus
 from citypatrol.pipeline.verify.judge import Verdict
+from citypatrol.pipeline.rules.vending_scene import new_objects
 from citypatrol.pipeline.verify.recheck import Verifier
 from tests.fixtures_dispatch import dispatch_config, open_submitted
 from tests.footage import PARKED_BAYS, PARKING, encode, frame_at
@@ -53,8 +54,9 @@ def store(tmp_path):
     s.close()
 
 
-def _handled(store, config, case_id: str, cue: str, box=POSTER_TEXT, zone: str = "hoarding") -> None:
-    open_submitted(store, config, case_id, category=Category.billboard, box=box, zone=zone, cue=cue, score=0.78)
+def _handled(store, config, case_id: str, cue: str, box=POSTER_TEXT, zone: str = "hoarding",
+             category: Category = Category.billboard) -> None:
+    open_submitted(store, config, case_id, category=category, box=box, zone=zone, cue=cue, score=0.78)
     for status in (CaseStatus.approved, CaseStatus.dispatched, CaseStatus.handled):  # reviewed, filed, handled
         if store.get_case(case_id).case.status is not status:
             store.set_status(case_id, status, at=datetime.now(UTC), actor="test")
@@ -99,3 +101,22 @@ def test_scene_change_case_is_judged_against_the_reference(store, detector, asse
     _handled(store, config, "board2", SCENE_CUE, box=(0.555, 0.55, 0.76, 0.74), zone="bays")
     result = Verifier(store, config, detector, tmp_path / "evidence").verify_case("board2", source=str(gone))
     assert result.verdict is Verdict.gone and result.status is CaseStatus.closed
+
+
+def test_vending_case_from_a_new_object_is_judged_against_the_reference(store, detector, assets, tmp_path):
+    """A pitch the no-vendor-class cue opened: still a new object on its box → reopened; the lot empty → closed."""
+    parked, empty = frame_at(assets / PARKING, 4.0), frame_at(assets / PARKING, 0.0)
+    reference = tmp_path / "reference.png"
+    cv2.imwrite(str(reference), empty)
+    pavement = Zone(id="bays", kind=ZoneKind.no_vending, polygon=[[0.5, 0.5], [0.8, 0.5], [0.8, 0.8], [0.5, 0.8]])
+    base = _config()
+    cam = base.cameras[0].model_copy(update={"zones": [pavement], "reference_image": reference})
+    config = base.model_copy(update={"cameras": [cam]})
+    obj = max(new_objects(parked, empty, pavement, []), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))  # the parked cars
+    for case_id, footage, verdict, status in (("pitch", parked, Verdict.present, CaseStatus.reopened),
+                                              ("pitch2", empty, Verdict.gone, CaseStatus.closed)):
+        _handled(store, config, case_id, SCENE_CUE, box=obj, zone="bays", category=Category.street_vending)
+        src = encode(tmp_path / f"{case_id}.mp4", 6, lambda s, img=footage: img)
+        result = Verifier(store, config, detector, tmp_path / "evidence").verify_case(case_id, source=str(src))
+        assert (result.verdict, result.status) == (verdict, status)
+        assert "scene-change cue" in result.reason
