@@ -2,6 +2,9 @@
 
 The videos are never committed; `fetch_samples` copies each one from wherever the asset resolver
 finds it (mirror, cache, source URL), checked by sha256.
+
+A photo is a fixed camera held still: a sample with `hold: N` is one image placed N times as a
+folder of numbered stills (`cadence_s` apart), so a problem in the photo can last the dwell.
 """
 
 from __future__ import annotations
@@ -24,11 +27,16 @@ class SampleVideo:
     entry: AssetEntry
     what_happens: str
     truth_path: Path
+    hold: int = 0  # a photo held as this many numbered stills; 0 = the file (or folder) as it is
 
     @property
     def filename(self) -> str:
-        """File name in the samples folder; a stills sample is a folder named after the sample."""
-        return self.name if self.entry.is_folder else Path(self.entry.path).name
+        """File name in the samples folder; a stills or held-photo sample is a folder named after the sample."""
+        return self.name if self.entry.is_folder or self.hold else Path(self.entry.path).name
+
+    def held_names(self) -> list[str]:
+        suffix = Path(self.entry.path).suffix
+        return [f"still_{i:03d}{suffix}" for i in range(self.hold)]
 
     def truth(self) -> Truth:
         return load_truth(self.truth_path)
@@ -47,7 +55,8 @@ def load_samples(folder: Path = SAMPLES_DIR) -> list[SampleVideo]:
             source_url=item.get("source_url"),
             licence=item.get("licence", ""),
         )
-        out.append(SampleVideo(item["name"], entry, item.get("what_happens", ""), folder / f"{item['name']}.truth.yaml"))
+        out.append(SampleVideo(item["name"], entry, item.get("what_happens", ""), folder / f"{item['name']}.truth.yaml",
+                               hold=int(item.get("hold", 0))))
     return out
 
 
@@ -58,6 +67,10 @@ def fetch_samples(dest: Path = SAMPLES_DIR, names: list[str] | None = None) -> l
         if names and sample.name not in names:
             continue
         target = dest / sample.filename
+        if sample.hold:
+            _place_held(sample, target)
+            placed.append(target)
+            continue
         if _in_place(sample.entry, target):
             placed.append(target)
             continue
@@ -77,6 +90,20 @@ def fetch_samples(dest: Path = SAMPLES_DIR, names: list[str] | None = None) -> l
         tmp.replace(target)
         placed.append(target)
     return placed
+
+
+def _place_held(sample: SampleVideo, target: Path) -> None:
+    names = sample.held_names()
+    if target.is_dir() and sorted(p.name for p in target.iterdir()) == names and all(
+        sha256_file(target / n) == sample.entry.sha256 for n in names
+    ):
+        return
+    found = resolve_asset(sample.entry)
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    target.mkdir(parents=True)
+    for n in names:
+        shutil.copyfile(found, target / n)
 
 
 def _in_place(entry: AssetEntry, target: Path) -> bool:

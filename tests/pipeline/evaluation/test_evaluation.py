@@ -55,3 +55,15 @@ def test_sample_truth_files_load(path: Path):
     truth = load_truth(path)
     assert truth.camera.zones, "every sample is judged under zones"
     assert truth.problems or truth.not_problems, "a truth file says what is and is not a problem"
+
+
+def test_a_photo_sample_is_held_as_a_fixed_camera(tmp_path: Path):
+    from citypatrol.models.assets import sha256_file
+    from citypatrol.pipeline.evaluation.samples import fetch_samples, load_samples
+
+    [sample] = [s for s in load_samples() if s.name == "amsterdam_garbage_frame299"]
+    [folder] = fetch_samples(tmp_path, names=[sample.name])
+    assert folder == tmp_path / sample.name and sample.hold == 3
+    assert sorted(p.name for p in folder.iterdir()) == ["still_000.jpg", "still_001.jpg", "still_002.jpg"]
+    assert {sha256_file(p) for p in folder.iterdir()} == {sample.entry.sha256}
+    assert fetch_samples(tmp_path, names=[sample.name]) == [folder]  # in place: kept
