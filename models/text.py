@@ -12,8 +12,8 @@ is missing.
 
 Only the part of the frame the caller asks for is read (the camera's advertising areas), scaled so
 its long side is `work_px`: small text on a far hoarding gets enough pixels, and the cost stays
-bounded whatever the camera's resolution. On a shared 2-core CPU a 692×324 crop scaled to 1280 px
-takes about a second (measured in RESULTS), so callers read at a slow cadence.
+bounded whatever the camera's resolution. On a shared 2-core CPU a 730×367 crop scaled to 1280 px
+took 1.1–2.3 s and a whole 1080p frame 5–6 s, so callers read at a slow cadence.
 """
 
 from __future__ import annotations
