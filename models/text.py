@@ -99,6 +99,8 @@ class RapidTextReader:
 
     def read(self, image: np.ndarray, area: Box = (0.0, 0.0, 1.0, 1.0)) -> TextReading:
         t0 = time.perf_counter()
+        if image.ndim == 2:  # a grey camera
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         h, w = image.shape[:2]
         x0, y0 = int(np.floor(area[0] * w)), int(np.floor(area[1] * h))
         x1, y1 = max(x0 + 1, int(np.ceil(area[2] * w))), max(y0 + 1, int(np.ceil(area[3] * h)))

@@ -136,7 +136,11 @@ class Analyzer:
                 log.error("text cue off: %s", exc)
                 self._text_on = False
                 return None
-        reading = self.text_reader.read(frame.image, area)
+        try:
+            reading = self.text_reader.read(frame.image, area)
+        except Exception as exc:  # an OCR failure on one frame must not stop the camera
+            log.error("camera %s: text cue skipped this read: %s: %s", cam.camera.id, type(exc).__name__, exc)
+            return None
         log.debug("camera %s: %d text regions read in %.2f s", cam.camera.id, len(reading.regions), reading.seconds)
         return reading
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from citypatrol.annotate.evidence import render_annotated, write_image
 from citypatrol.models.detector import MultiDetector
-from citypatrol.models.text import RapidTextReader, TextReader
+from citypatrol.models.text import RapidTextReader, TextReader, TextReaderError
 from citypatrol.pipeline.config.models import Camera, Category, Config, ZoneKind
 from citypatrol.pipeline.dispatch import message as dm
 from citypatrol.pipeline.store.case_store import Store
@@ -181,7 +181,10 @@ class Verifier:
         v = self.config.verify
         if case.category is Category.billboard and case.cue == TEXT_CUE:
             if self.text_reader is None:
-                self.text_reader = RapidTextReader()
+                try:
+                    self.text_reader = RapidTextReader()
+                except TextReaderError as exc:  # the case stays handled; the others are verified
+                    raise SourceError(f"case {case.case_id}: the text cue cannot be re-run: {exc}") from exc
             reader = self.text_reader
             zone = [z for z in cam.zones if z.id == case.zone_id and z.kind is ZoneKind.ad_area]
             area = read_area(zone) if zone else _around(case.box)

@@ -116,3 +116,11 @@ def test_schedule_reads_ad_areas_at_the_slow_cadence() -> None:
     assert TextSchedule().due(camera(), SETTINGS, NOON, 0.0) is None  # no ad area: never read
     off = Rules(billboard=BillboardSettings(text_cue=False))
     assert TextSchedule().due(cam, off, NOON, 0.0) is None
+
+
+def test_a_grey_camera_is_read_too(reader, sample_video) -> None:
+    import cv2
+
+    grey = cv2.cvtColor(frame_at(sample_video("london"), 0.0), cv2.COLOR_BGR2GRAY)
+    reading = reader.read(grey, READ_AREA)
+    assert any(boxes_match(r.box, TRAIN_POSTER) for r in reading.regions)
