@@ -55,7 +55,7 @@ class TextRegion:
     def describe(self) -> str:
         if self.readable:
             return f'"{self.text}"'
-        return f'unreadable text (not legible as Chinese or English; best guess "{self.text}" at {self.read_score:.2f})'
+        return f'not legible as Chinese or English (best guess "{self.text}" at {self.read_score:.2f})'
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,7 @@ def test_walkers_benches_and_bins_are_not_text(pedestrian) -> None:
 def test_unreadable_text_says_so(text, score, readable) -> None:
     assert is_readable(text, score) is readable
     region = TextRegion((0.1, 0.1, 0.2, 0.2), text, score, readable)
-    assert ("unreadable" in region.describe()) is not readable
+    assert ("not legible as Chinese or English" in region.describe()) is not readable
 
 
 def test_schedule_reads_ad_areas_at_the_slow_cadence() -> None:
