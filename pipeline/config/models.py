@@ -837,6 +837,14 @@ class Config(Strict):
                     base.model_validate({**base.model_dump(), **overrides})
                 except Exception as exc:  # re-raised with the camera named
                     raise ValueError(f"camera {cam.id!r} rules.{name}: {exc}") from exc
+        # the text cue fires only when it reads; between reads its case must not expire
+        for where, rules in [("rules", self.rules)] + [(f"camera {c.id!r} rules", self.rules_for(c)) for c in self.cameras]:
+            b = rules.billboard
+            if b.text_cue and b.text_every_s >= self.cases.grace_s:
+                raise ValueError(
+                    f"{where}.billboard.text_every_s ({b.text_every_s:g}) must be shorter than cases.grace_s "
+                    f"({self.cases.grace_s:g}), or a text-cue case expires between two reads"
+                )
         return self
 
     def camera(self, camera_id: str) -> Camera:

@@ -127,6 +127,12 @@ def test_per_camera_rule_overrides_merge_and_validate():
         parse_config("cameras:\n  - id: a\n    source: a.mp4\n    rules: {illegal_parking: {dwell_s: -5}}\n")
 
 
+def test_text_reads_must_come_before_a_case_expires():
+    with pytest.raises(ConfigError, match="camera 'a' rules.billboard.text_every_s .900. must be shorter than cases.grace_s"):
+        parse_config("cameras:\n  - id: a\n    source: a.mp4\n    rules: {billboard: {text_every_s: 900}}\n")
+    assert parse_config("rules: {billboard: {text_every_s: 900, text_cue: false}}\n").rules.billboard.text_every_s == 900
+
+
 def test_defaults_have_a_code_for_every_category():
     cfg = Config()
     assert set(cfg.codes) == set(Category)
