@@ -11,7 +11,8 @@ drawn on this view), at rest for the dwell (zone `dwell_s` or `billboard.dwell_s
 unauthorized billboard, whether it was there when the reference picture was taken or not: the
 register, not the reference picture, says what is approved. "At rest" is the tracker's: the text
 regions of successive readings are tracked like detections (class `text`), so lettering on a
-passing bus never accumulates dwell. A region the recogniser reads with almost no confidence
+passing bus never accumulates dwell. The lines of one sign or poster (within a line's height of each
+other) are one region, so a three-line poster is one case. A region the recogniser reads with almost no confidence
 (`text_min_score`) is texture the detector took for text (a walker's coat, a bench), not text; a
 region read with some confidence but not as Chinese or English is text in another script and
 counts, marked unreadable. The event carries what was read (or says it was unreadable)
@@ -25,12 +26,49 @@ import numpy as np
 from citypatrol.models.detections import Detections
 from citypatrol.models.text import TextRegion
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
-from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
+from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, box_gap, dwell_for, effective_since, union_box, zone_label
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import TEXT_CUE, Event
 from citypatrol.pipeline.zones import Anchor, box_in_zone
 
 TEXT_CLASS = TEXT_CUE
+
+
+def text_blocks(regions: tuple[TextRegion, ...], scale: tuple[float, float], gap: float = 1.0) -> tuple[TextRegion, ...]:
+    """Lines of one sign or poster as one region: lines whose boxes come within `gap` × the smaller
+    line's height of each other (single linkage) are merged; their texts joined in reading order."""
+    n = len(regions)
+    if n < 2:
+        return regions
+    w, h = scale
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = regions[i].box, regions[j].box
+            line = min(a[3] - a[1], b[3] - b[1]) * h
+            if box_gap(a, b, (w, h)) <= gap * line:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[TextRegion]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(regions[i])
+    out = []
+    for members in groups.values():
+        if len(members) == 1:
+            out.append(members[0])
+            continue
+        line_h = max(float(np.median([r.box[3] - r.box[1] for r in members])), 1e-6)
+        members.sort(key=lambda r: (int((r.box[1] + r.box[3]) / 2 / line_h), r.box[0]))  # rows, then left to right
+        readable = [r for r in members if r.readable]
+        text = " ".join(r.text for r in (readable or members))
+        out.append(TextRegion(union_box(r.box for r in members), text, max(r.read_score for r in members), bool(readable)))
+    return tuple(sorted(out, key=lambda r: (r.box[1], r.box[0])))
 
 
 def text_detections(regions: tuple[TextRegion, ...], image_size: tuple[int, int], model: str = "") -> Detections:
@@ -60,7 +98,7 @@ class TextRegionRule(BaseRule):
             return []
         cam = ctx.camera.id
         tracker = self._trackers.setdefault(cam, StationaryTracker(cam, max_gap_s=0.0, max_gap_frames=2))
-        regions = tuple(r for r in ctx.texts.regions if r.read_score >= s.text_min_score)
+        regions = text_blocks(tuple(r for r in ctx.texts.regions if r.read_score >= s.text_min_score), ctx.pixel_scale())
         tracks = tracker.update(text_detections(regions, ctx.detections.image_size), ctx.pts)
         live = {t.track_id for t in tracks}
         for key in [k for k in self._texts if k[0] == cam and k[1] not in live]:

@@ -124,3 +124,17 @@ def test_a_grey_camera_is_read_too(reader, sample_video) -> None:
     grey = cv2.cvtColor(frame_at(sample_video("london"), 0.0), cv2.COLOR_BGR2GRAY)
     reading = reader.read(grey, READ_AREA)
     assert any(boxes_match(r.box, TRAIN_POSTER) for r in reading.regions)
+
+
+def test_lines_of_one_sign_are_one_region() -> None:
+    from citypatrol.pipeline.rules.text_region import text_blocks
+
+    lines = (
+        TextRegion((0.10, 0.33, 0.22, 0.36), "BINNAYA KOMNATA", 0.87, True),
+        TextRegion((0.10, 0.36, 0.17, 0.39), "SIGARY", 0.71, True),
+        TextRegion((0.23, 0.335, 0.46, 0.395), "MIR VISKI", 0.83, True),
+        TextRegion((0.70, 0.34, 0.80, 0.40), "PIROGOF", 0.73, True),  # another board, far to the right
+    )
+    blocks = text_blocks(lines, (768.0, 559.0))
+    assert [b.text for b in blocks] == ["BINNAYA KOMNATA SIGARY MIR VISKI", "PIROGOF"]
+    assert blocks[0].box == pytest.approx((0.10, 0.33, 0.46, 0.395))
