@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from citypatrol.models.text import RapidTextReader, TextReading, TextRegion, is_readable
-from citypatrol.pipeline.config.models import BillboardRule as BillboardSettings, Category, Rules, ZoneKind
+from citypatrol.pipeline.config.models import BillboardSettings, Category, Rules, ZoneKind
 from citypatrol.pipeline.evaluation.scoring import boxes_match
 from citypatrol.pipeline.rules import TextRegionRule
 from citypatrol.pipeline.text_schedule import TextSchedule

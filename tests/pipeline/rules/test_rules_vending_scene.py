@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from citypatrol.models.detector import load_detectors
-from citypatrol.pipeline.config.models import Category, Config, Rules, VendingRule, ZoneKind
+from citypatrol.pipeline.config.models import Category, Config, Rules, VendingSettings, ZoneKind
 from citypatrol.pipeline.rules import VendingSceneRule
 from citypatrol.pipeline.rules.vending_scene import new_objects
 from tests.fixtures_logic import camera, ctx, dets, rect, zone
@@ -21,7 +21,7 @@ from tests.footage import PARKED_CARS, PARKING, frame_at
 
 H, W = 240, 320
 PAVEMENT = zone("pavement", ZoneKind.no_vending, rect(0.0, 0.3, 1.0, 1.0), name="人行道")
-SETTINGS = Rules(street_vending=VendingRule(dwell_s=60, people_share=0.5))
+SETTINGS = Rules(street_vending=VendingSettings(dwell_s=60, people_share=0.5))
 STALL = (0.3, 0.5, 0.5, 0.75)  # normalised box of the pitch in the synthetic frames
 
 
@@ -89,7 +89,7 @@ def test_no_reference_or_switched_off_is_nothing() -> None:
     img = with_stall(pavement())
     rule = VendingSceneRule(SETTINGS)
     assert rule.evaluate(ctx(camera(PAVEMENT), [], dets(person(0.55)), pts=0.0, rules=SETTINGS, image=img)) == []
-    off = Rules(street_vending=VendingRule(dwell_s=0, scene_change=False))
+    off = Rules(street_vending=VendingSettings(dwell_s=0, scene_change=False))
     assert run([img] * 3, [[person(0.55)]] * 3, settings=off) == []
 
 
@@ -108,7 +108,7 @@ def test_walkers_on_the_pedestrian_street_are_not_vending(detector, sample_video
     reference = np.median(np.stack(frames), axis=0).astype(np.uint8)
     street = zone("street", ZoneKind.no_vending, [[0.0, 0.35], [0.55, 0.08], [0.95, 0.08], [0.95, 1.0], [0.0, 1.0]])
     # the whole clip as the dwell: a pram pushed slowly past is "at rest" over a second or two
-    settings = Rules(street_vending=VendingRule(dwell_s=3.0))
+    settings = Rules(street_vending=VendingSettings(dwell_s=3.0))
     rule = VendingSceneRule(settings, refresh_s=600)
     evs = []
     for i, img in enumerate(frames[::2]):

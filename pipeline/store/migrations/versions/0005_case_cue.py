@@ -1,7 +1,7 @@
 """Cases remember the cue that opened them (detector, text, scene_change), so 核查 re-runs that cue.
 
-Revision ID: 0004_case_cue
-Revises: 0003_dispatch
+Revision ID: 0005_case_cue
+Revises: 0004_casefold_usernames
 Create Date: 2026-12-03
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_case_cue"
-down_revision: str | None = "0003_dispatch"
+revision: str = "0005_case_cue"
+down_revision: str | None = "0004_casefold_usernames"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
