@@ -15,7 +15,8 @@ passing bus never accumulates dwell. The lines of one sign or poster (within a l
 other) are one region, so a three-line poster is one case. A region the recogniser reads with almost no confidence
 (`text_min_score`) is texture the detector took for text (a walker's coat, a bench), not text; a
 region read with some confidence but not as Chinese or English is text in another script and
-counts, marked unreadable. The event carries what was read (or says it was unreadable)
+counts, marked unreadable. Text on a detected vehicle (a number plate, a van's lettering) is left
+out: a car parked in front of a hoarding is not a poster. The event carries what was read (or says it was unreadable)
 so the reviewer sees the text.
 """
 
@@ -98,7 +99,11 @@ class TextRegionRule(BaseRule):
             return []
         cam = ctx.camera.id
         tracker = self._trackers.setdefault(cam, StationaryTracker(cam, max_gap_s=0.0, max_gap_frames=2))
-        regions = text_blocks(tuple(r for r in ctx.texts.regions if r.read_score >= s.text_min_score), ctx.pixel_scale())
+        vehicles = _vehicle_boxes(ctx)
+        regions = text_blocks(tuple(
+            r for r in ctx.texts.regions
+            if r.read_score >= s.text_min_score and not any(_centre_in(r.box, v) for v in vehicles)
+        ), ctx.pixel_scale())
         tracks = tracker.update(text_detections(regions, ctx.detections.image_size), ctx.pts)
         live = {t.track_id for t in tracks}
         for key in [k for k in self._texts if k[0] == cam and k[1] not in live]:
@@ -131,6 +136,21 @@ class TextRegionRule(BaseRule):
                     "matching no approved ad",
                 ))
         return events
+
+
+def _vehicle_boxes(ctx: RuleContext) -> list[tuple[float, float, float, float]]:
+    """This frame's vehicles: their number plates and lettering are not billboards."""
+    p = ctx.rules.illegal_parking
+    classes = set(p.classes) | set(p.nonmotor_classes)
+    d = ctx.detections
+    if not len(d):
+        return []
+    return [tuple(float(v) for v in b) for b, c in zip(d.xyxyn.tolist(), d.class_name) if c in classes]  # type: ignore[misc]
+
+
+def _centre_in(box, outer) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
 
 
 def _region_of(box: tuple[float, float, float, float], regions: tuple[TextRegion, ...]) -> TextRegion | None:

@@ -138,3 +138,26 @@ def test_lines_of_one_sign_are_one_region() -> None:
     blocks = text_blocks(lines, (768.0, 559.0))
     assert [b.text for b in blocks] == ["BINNAYA KOMNATA SIGARY MIR VISKI", "PIROGOF"]
     assert blocks[0].box == pytest.approx((0.10, 0.33, 0.46, 0.395))
+
+
+def test_a_number_plate_is_not_a_billboard(reader, sample_video) -> None:
+    """The whole London frame as an ad area, held still: the passing car's plate is text at rest, on a car."""
+    from citypatrol.models.detector import load_detectors
+    from citypatrol.pipeline.config.models import Config
+
+    image = frame_at(sample_video("london"), 0.0)
+    plate = (0.387, 0.562, 0.426, 0.58)
+    reading = reader.read(image, (0.3, 0.5, 0.5, 0.65))
+    assert any(boxes_match(r.box, plate) for r in reading.regions)  # the OCR does read the plate
+    everywhere = camera(zone("all", ZoneKind.ad_area, rect(0.0, 0.0, 1.0, 1.0)))
+    rule, with_car, without = TextRegionRule(SETTINGS, refresh_s=600), [], []
+    cars = load_detectors(Config().models).detect([image])[0]
+    for i in range(3):
+        c = ctx(everywhere, [], cars, pts=i * 30.0, rules=SETTINGS)
+        with_car += rule.evaluate(replace(c, texts=reading))
+    assert not any(boxes_match(e.box, plate) for e in with_car)
+    rule = TextRegionRule(SETTINGS, refresh_s=600)
+    for i in range(3):
+        c = ctx(everywhere, [], dets(size=(1920, 1080)), pts=i * 30.0, rules=SETTINGS)
+        without += rule.evaluate(replace(c, texts=reading))
+    assert any(boxes_match(e.box, plate) for e in without)  # without the car seen, it would have been one
