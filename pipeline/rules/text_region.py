@@ -15,8 +15,8 @@ passing bus never accumulates dwell. The lines of one sign or poster (within a l
 other) are one region, so a three-line poster is one case. A region the recogniser reads with almost no confidence
 (`text_min_score`) is texture the detector took for text (a walker's coat, a bench), not text; a
 region read with some confidence but not as Chinese or English is text in another script and
-counts, marked unreadable. Text on a detected vehicle (a number plate, a van's lettering) is left
-out: a car parked in front of a hoarding is not a poster. The event carries what was read (or says it was unreadable)
+counts, marked unreadable. Text low on a vehicle at rest (a number plate) is left out: a car
+parked in front of a hoarding is not a poster. The event carries what was read (or says it was unreadable)
 so the reviewer sees the text.
 """
 
@@ -102,7 +102,7 @@ class TextRegionRule(BaseRule):
         vehicles = _vehicle_boxes(ctx)
         regions = text_blocks(tuple(
             r for r in ctx.texts.regions
-            if r.read_score >= s.text_min_score and not any(_centre_in(r.box, v) for v in vehicles)
+            if r.read_score >= s.text_min_score and not any(_on_plate_level(r.box, v) for v in vehicles)
         ), ctx.pixel_scale())
         tracks = tracker.update(text_detections(regions, ctx.detections.image_size), ctx.pts)
         live = {t.track_id for t in tracks}
@@ -139,18 +139,19 @@ class TextRegionRule(BaseRule):
 
 
 def _vehicle_boxes(ctx: RuleContext) -> list[tuple[float, float, float, float]]:
-    """This frame's vehicles: their number plates and lettering are not billboards."""
+    """Vehicles at rest in this frame: their number plates are not billboards. A car
+    driving past is not counted: its box often covers the poster behind it for a frame or two."""
     p = ctx.rules.illegal_parking
     classes = set(p.classes) | set(p.nonmotor_classes)
-    d = ctx.detections
-    if not len(d):
-        return []
-    return [tuple(float(v) for v in b) for b, c in zip(d.xyxyn.tolist(), d.class_name) if c in classes]  # type: ignore[misc]
+    return [t.box for t in ctx.seen_now() if t.class_name in classes and t.stationary_since is not None]
 
 
-def _centre_in(box, outer) -> bool:
+def _on_plate_level(box, vehicle) -> bool:
+    """Text whose centre is in the lower half of a vehicle's box, where number plates are. The upper
+    part is left alone: the detector sometimes takes a hoarding for a truck, and lettering high on a
+    parked van is an advert."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
+    return vehicle[0] <= cx <= vehicle[2] and (vehicle[1] + vehicle[3]) / 2 <= cy <= vehicle[3]
 
 
 def _region_of(box: tuple[float, float, float, float], regions: tuple[TextRegion, ...]) -> TextRegion | None:

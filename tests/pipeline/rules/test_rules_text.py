@@ -18,6 +18,7 @@ from citypatrol.pipeline.config.models import BillboardSettings, Category, Rules
 from citypatrol.pipeline.evaluation.scoring import boxes_match
 from citypatrol.pipeline.rules import TextRegionRule
 from citypatrol.pipeline.text_schedule import TextSchedule
+from citypatrol.pipeline.tracker import StationaryTracker
 from tests.fixtures_logic import NOON, camera, ctx, dets, rect, zone
 from tests.footage import frame_at
 
@@ -141,7 +142,8 @@ def test_lines_of_one_sign_are_one_region() -> None:
 
 
 def test_a_number_plate_is_not_a_billboard(reader, sample_video) -> None:
-    """The whole London frame as an ad area, held still: the passing car's plate is text at rest, on a car."""
+    """The whole London frame as an ad area, held still: the car (parked, as the frame is held) has its
+    plate read as text at rest; on a car at rest, it is not a billboard."""
     from citypatrol.models.detector import load_detectors
     from citypatrol.pipeline.config.models import Config
 
@@ -151,9 +153,9 @@ def test_a_number_plate_is_not_a_billboard(reader, sample_video) -> None:
     assert any(boxes_match(r.box, plate) for r in reading.regions)  # the OCR does read the plate
     everywhere = camera(zone("all", ZoneKind.ad_area, rect(0.0, 0.0, 1.0, 1.0)))
     rule, with_car, without = TextRegionRule(SETTINGS, refresh_s=600), [], []
-    cars = load_detectors(Config().models).detect([image])[0]
+    cars, tracker = load_detectors(Config().models).detect([image])[0], StationaryTracker("cam1")
     for i in range(3):
-        c = ctx(everywhere, [], cars, pts=i * 30.0, rules=SETTINGS)
+        c = ctx(everywhere, tracker.update(cars, i * 30.0), cars, pts=i * 30.0, rules=SETTINGS)
         with_car += rule.evaluate(replace(c, texts=reading))
     assert not any(boxes_match(e.box, plate) for e in with_car)
     rule = TextRegionRule(SETTINGS, refresh_s=600)
@@ -161,3 +163,17 @@ def test_a_number_plate_is_not_a_billboard(reader, sample_video) -> None:
         c = ctx(everywhere, [], dets(size=(1920, 1080)), pts=i * 30.0, rules=SETTINGS)
         without += rule.evaluate(replace(c, texts=reading))
     assert any(boxes_match(e.box, plate) for e in without)  # without the car seen, it would have been one
+
+
+@pytest.mark.parametrize(
+    "text, vehicle, dropped",
+    [
+        ((0.387, 0.562, 0.426, 0.58), (0.35, 0.42, 0.60, 0.70), True),  # a plate low on a parked car
+        ((0.975, 0.366, 0.989, 0.388), (0.70, 0.33, 1.0, 0.55), False),  # poster text high on a "truck" that is the hoarding
+        ((0.10, 0.60, 0.12, 0.62), (0.35, 0.42, 0.60, 0.70), False),  # not on the vehicle at all
+    ],
+)
+def test_only_plate_level_text_on_a_vehicle_is_left_out(text, vehicle, dropped) -> None:
+    from citypatrol.pipeline.rules.text_region import _on_plate_level
+
+    assert _on_plate_level(text, vehicle) is dropped
