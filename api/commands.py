@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -18,8 +21,27 @@ from citypatrol.pipeline.config.models import Config
 from citypatrol.pipeline.config.loading import load_config
 from citypatrol.pipeline.cli.markup import esc
 
+if TYPE_CHECKING:
+    from citypatrol.pipeline.store.users import UserStore
+
 console = Console(stderr=True)
 users_app = typer.Typer(no_args_is_help=True, help="Users and API tokens of the review center.")
+
+
+@contextmanager
+def _users(config: Path | None, db: str | None) -> Iterator[UserStore]:
+    """The review center's users in the configured store, closed afterwards; a refusal (UserError)
+    ends the command with its message and exit code 1."""
+    from citypatrol.pipeline.store.users import UserError, UserStore
+
+    _, store = _open(config, db)
+    try:
+        yield UserStore(store.engine)
+    except UserError as exc:
+        console.print(f"[red]✗[/red] {esc(exc)}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        store.close()
 
 
 def _open(config: Path | None, db: str | None):
@@ -87,30 +109,17 @@ def users_add(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line of stdin."),
 ) -> None:
     """Add a user; the password is prompted for (or taken from an env var / stdin), never from argv."""
-    from citypatrol.pipeline.store.users import UserError, UserStore
-
-    _, store = _open(config, db)
-    try:
-        user = UserStore(store.engine).add_user(name, _password(password_env, password_stdin), role, actor="cli")
-    except UserError as exc:
-        console.print(f"[red]✗[/red] {esc(exc)}", highlight=False)
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
+    with _users(config, db) as users:
+        user = users.add_user(name, _password(password_env, password_stdin), role, actor="cli")
     console.print(f"✓ user {esc(user.username)} ({user.role.value}) added", highlight=False)
 
 
 @users_app.command("list")
 def users_list(config: Path | None = typer.Option(None, "--config", "-c"), db: str | None = typer.Option(None, "--db")) -> None:
     """List users."""
-    from citypatrol.pipeline.store.users import UserStore
-
-    _, store = _open(config, db)
-    try:
-        for u in UserStore(store.engine).users():
+    with _users(config, db) as users:
+        for u in users.users():
             print(f"{u.username}\t{u.role.value}\t{'active' if u.active else 'disabled'}")
-    finally:
-        store.close()
 
 
 @users_app.command("token")
@@ -121,16 +130,8 @@ def users_token(
     db: str | None = typer.Option(None, "--db"),
 ) -> None:
     """Create an API token for a machine; the secret is printed once, on stdout."""
-    from citypatrol.pipeline.store.users import UserError, UserStore
-
-    _, store = _open(config, db)
-    try:
-        secret, token = UserStore(store.engine).create_token(name, role, actor="cli")
-    except UserError as exc:
-        console.print(f"[red]✗[/red] {esc(exc)}", highlight=False)
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
+    with _users(config, db) as users:
+        secret, token = users.create_token(name, role, actor="cli")
     console.print(f"✓ token {token.id} '{esc(token.name)}' ({token.role.value}); it is shown only now:", highlight=False)
     print(secret)
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from citypatrol.pipeline.config.loading import load_config
+from citypatrol.pipeline.config.models import Config
 from citypatrol.pipeline.cli.markup import esc
 
 cluster_app = typer.Typer(no_args_is_help=True, help="Inspect a distributed deployment (workers, casekeepers, cameras, shards) in Redis.")
@@ -33,6 +34,20 @@ def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _start(config: Path, verbose: bool) -> tuple[Config, threading.Event]:
+    """A worker's or casekeeper's first steps: logging, its config, the event that stops it."""
+    _logging(verbose)
+    return load_config(config), threading.Event()
+
+
+def _serve(process, collector, metrics_host: str, metrics_port: int, stop: threading.Event):  # noqa: ANN001, ANN202
+    """Run a worker or casekeeper until SIGTERM/SIGINT, with its /metrics when a port is given."""
+    from citypatrol.pipeline.live.runner import stop_on_signals
+
+    with _metrics(metrics_host, metrics_port, collector), stop_on_signals(stop):
+        return process.run()
+
+
 def worker(
     config: Path = typer.Option(..., "--config", "-c", help="Config file: cameras, models, rules, distributed."),
     worker_id: str = typer.Option("", "--id", help="This worker's name in leases and logs (default: host-pid); unique per process."),
@@ -42,17 +57,12 @@ def worker(
 ) -> None:
     """Claim cameras (and footage segments) through Redis leases, analyse them, publish events, until SIGTERM/SIGINT."""
     from citypatrol.pipeline.cli.batch import _detector
-    from citypatrol.pipeline.live.runner import stop_on_signals
     from citypatrol.pipeline.distributed.process_metrics import WorkerCollector
     from citypatrol.pipeline.distributed.worker import Worker
 
-    _logging(verbose)
-    cfg = load_config(config)
-    detector = _detector(cfg)
-    stop = threading.Event()
-    w = Worker(cfg, detector, worker_id=worker_id or None, stop=stop)
-    with _metrics(metrics_host, metrics_port, WorkerCollector(w)), stop_on_signals(stop):
-        result = w.run()
+    cfg, stop = _start(config, verbose)
+    w = Worker(cfg, _detector(cfg), worker_id=worker_id or None, stop=stop)
+    result = _serve(w, WorkerCollector(w), metrics_host, metrics_port, stop)
     console.print(f"worker stopped: {result.frames_analysed} frame(s) analysed, {result.messages} message(s), "
                   f"{result.segments} segment(s), {result.errors} error(s)", highlight=False)  # fmt: skip
 
@@ -66,18 +76,13 @@ def casekeeper(
     verbose: bool = VERBOSE,
 ) -> None:
     """Build cases from the workers' events into the store, one shard at a time, until SIGTERM/SIGINT."""
-    from citypatrol.pipeline.distributed.casekeeper import Casekeeper
     from citypatrol.pipeline.cli.batch import _review_check
-    from citypatrol.pipeline.live.runner import stop_on_signals
+    from citypatrol.pipeline.distributed.casekeeper import Casekeeper
     from citypatrol.pipeline.distributed.process_metrics import CasekeeperCollector
 
-    _logging(verbose)
-    cfg = load_config(config)
-    check = _review_check(cfg)
-    stop = threading.Event()
-    keeper = Casekeeper(cfg, keeper_id=keeper_id or None, stop=stop, replay=replay, check=check)
-    with _metrics(metrics_host, metrics_port, CasekeeperCollector(keeper)), stop_on_signals(stop):
-        stats = keeper.run()
+    cfg, stop = _start(config, verbose)
+    keeper = Casekeeper(cfg, keeper_id=keeper_id or None, stop=stop, replay=replay, check=_review_check(cfg))
+    stats = _serve(keeper, CasekeeperCollector(keeper), metrics_host, metrics_port, stop)
     console.print(f"casekeeper stopped: {stats.applied} message(s) applied, {stats.skipped} already applied, "
                   f"{stats.segments} segment(s), {stats.dead} set aside", highlight=False)  # fmt: skip
 

@@ -212,3 +212,23 @@ class BaseRule:
             model=ctx.detections.model,
             look=look,
         )
+
+
+def linked_groups(linked: np.ndarray) -> list[list[int]]:
+    """Single-linkage groups of N items from their (N, N) boolean "linked" matrix: items joined by
+    a chain of links share a group. Indices, each group sorted, groups in order of their first item."""
+    n = len(linked)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(linked, k=1))):
+        parent[find(int(i))] = find(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return sorted(groups.values())

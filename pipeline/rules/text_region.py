@@ -27,7 +27,7 @@ import numpy as np
 from citypatrol.models.detections import Detections
 from citypatrol.models.text import TextRegion
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
-from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, box_gap, dwell_for, effective_since, union_box, zone_label
+from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, box_gap, dwell_for, effective_since, linked_groups, union_box, zone_label
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import TEXT_CUE, Event
 from citypatrol.pipeline.zones import Anchor, box_in_zone
@@ -42,25 +42,14 @@ def text_blocks(regions: tuple[TextRegion, ...], scale: tuple[float, float], gap
     if n < 2:
         return regions
     w, h = scale
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    linked = np.zeros((n, n), dtype=bool)
     for i in range(n):
         for j in range(i + 1, n):
             a, b = regions[i].box, regions[j].box
-            line = min(a[3] - a[1], b[3] - b[1]) * h
-            if box_gap(a, b, (w, h)) <= gap * line:
-                parent[find(i)] = find(j)
-    groups: dict[int, list[TextRegion]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(regions[i])
+            linked[i, j] = box_gap(a, b, (w, h)) <= gap * min(a[3] - a[1], b[3] - b[1]) * h
     out = []
-    for members in groups.values():
+    for group in linked_groups(linked):
+        members = [regions[i] for i in group]
         if len(members) == 1:
             out.append(members[0])
             continue

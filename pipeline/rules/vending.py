@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from citypatrol.pipeline.config.models import Category, ZoneKind
-from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, union_box, zone_label
+from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, linked_groups, union_box, zone_label
 from citypatrol.pipeline.types import Event, Track
 from citypatrol.pipeline.zones import Anchor, anchor_point, box_in_zone
 
@@ -27,23 +27,9 @@ PERSON = "person"
 
 def clusters(points: np.ndarray, radius: float) -> list[list[int]]:
     """Single-linkage groups of points (N, 2) whose chain distance is ≤ radius; indices, sorted."""
-    n = len(points)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    if n:
-        d = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2)
-        for i, j in zip(*np.nonzero(np.triu(d <= radius, k=1))):
-            parent[find(int(i))] = find(int(j))
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    return sorted(groups.values())
+    if not len(points):
+        return []
+    return linked_groups(np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2) <= radius)
 
 
 class StreetVendingRule(BaseRule):
