@@ -58,6 +58,7 @@ class ReportCase:
     clip: str | None = None
     last_seen_pts: float | None = None  # stream seconds; draws the case as a span on the timeline
     code_name: str = ""  # the platform's name for the code when it differs, e.g. "无照经营游商"
+    plate: str = ""  # parking: "皖A12345 (0.97)" or "unread: why"; "" = not read
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ReportCase":

@@ -55,6 +55,8 @@ _T: dict[str, tuple[str, str]] = {
     "case.status": ("状态", "Status"),
     "case.detail": ("说明", "Detail"),
     "case.model": ("识别模型", "Model"),
+    "case.plate": ("车牌", "Plate"),
+    "case.plate_unread": ("未识别", "unread"),
     "case.history": ("处理记录", "History"),
     "case.crop": ("局部", "Close-up"),
     "case.noimage": ("暂无证据图片", "No evidence image yet"),

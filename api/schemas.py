@@ -132,6 +132,15 @@ class CategoryOut(Out):
     major: str
 
 
+class PlateOut(Out):
+    """A parking case's number plate: `text` only when read for certain; `note` says why it is unread."""
+
+    status: Literal["read", "unread"]
+    text: str
+    score: float | None
+    note: str
+
+
 class CaseOut(Out):
     case_id: str
     camera_id: str
@@ -147,6 +156,7 @@ class CaseOut(Out):
     score: float
     events: int
     detail: str
+    plate: PlateOut | None = None  # parking cases only; None = never read
     site: str
     location: LocationOut
     evidence: list[EvidenceOut]

@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from citypatrol.annotate.labels import category_label
-from citypatrol.api.schemas import AuditOut, CaseDetailOut, CaseOut, CategoryOut, EvidenceOut, LocationOut, TransitionOut
+from citypatrol.api.schemas import (
+    AuditOut,
+    CaseDetailOut,
+    CaseOut,
+    CategoryOut,
+    EvidenceOut,
+    LocationOut,
+    PlateOut,
+    TransitionOut,
+)
 from citypatrol.api.state import AppState
 from citypatrol.pipeline.store.records import CaseRecord
 from citypatrol.pipeline.store.review import AuditEntry, EvidenceItem
+from citypatrol.pipeline.types import PlateRead
 
 
 def evidence_url(evidence_id: int) -> str:
@@ -23,6 +33,13 @@ def camera_names(state: AppState) -> dict[str, str]:
 
 def case_out(r: CaseRecord, evidence: Sequence[EvidenceItem], names: dict[str, str]) -> CaseOut:
     return CaseOut(**_case_fields(r, evidence, names))
+
+
+def plate_out(p: PlateRead | None) -> PlateOut | None:
+    if p is None:
+        return None
+    return PlateOut(status="read" if p.read else "unread", text=p.text, score=p.score if p.read else None,
+                    note="" if p.read else p.note)
 
 
 def case_detail(r: CaseRecord, evidence: Sequence[EvidenceItem], names: dict[str, str], activity: Sequence[AuditEntry]) -> CaseDetailOut:
@@ -62,6 +79,7 @@ def _case_fields(r: CaseRecord, evidence: Sequence[EvidenceItem], names: dict[st
         score=c.score,
         events=c.events,
         detail=c.detail,
+        plate=plate_out(c.plate),
         site=c.site,
         location=LocationOut(lon=r.location.lon, lat=r.location.lat, address=r.location.address,
                              district=r.location.district, grid_code=r.location.grid_code),

@@ -102,6 +102,35 @@ class Transition:
 
 
 @dataclass(frozen=True, slots=True)
+class PlateRead:
+    """The number plate of a parked vehicle: `text` is "" when unread, and `note` says why."""
+
+    text: str
+    score: float  # the recogniser's confidence in `text` (0 when unread)
+    note: str  # "read", or why it is unread
+
+    @property
+    def read(self) -> bool:
+        return bool(self.text)
+
+    def describe(self) -> str:
+        return f"{self.text} ({self.score:.2f})" if self.read else f"unread: {self.note}"
+
+    @staticmethod
+    def unread(note: str) -> PlateRead:
+        return PlateRead("", 0.0, note)
+
+
+def plate_fields(plate: PlateRead | None) -> dict[str, object]:
+    """plate: the text, "" when unread or not read; plate_status: read, unread or not_read (not a
+    parking case, or plate reading is off)."""
+    if plate is None:
+        return {"plate": "", "plate_score": None, "plate_status": "not_read", "plate_note": ""}
+    return {"plate": plate.text, "plate_score": round(plate.score, 3) if plate.read else None,
+            "plate_status": "read" if plate.read else "unread", "plate_note": "" if plate.read else plate.note}
+
+
+@dataclass(frozen=True, slots=True)
 class Case:
     """One problem at one place, however many times it was seen."""
 
@@ -122,3 +151,4 @@ class Case:
     model: str = ""
     history: tuple[Transition, ...] = field(default_factory=tuple)
     cue: str = DETECTOR_CUE  # the cue whose event opened the case (`cue_of`)
+    plate: PlateRead | None = None  # parking: the vehicle's plate; None = not read (other categories)

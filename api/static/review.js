@@ -145,6 +145,7 @@
       [t("case.status"), t("status." + c.status)],
     ];
     if (c.detail) rows.push([t("case.detail"), c.detail]);
+    if (c.plate) rows.push([t("case.plate"), plateText(c.plate)]);
     if (d && d.model) rows.push([t("case.model"), d.model]); // which model version made the case
     const info = [
       h("h2", { class: "case-title" }, cat.label),
@@ -155,6 +156,12 @@
     if (d) info.push(h("h3", { text: t("case.history") }), historyList(d));
     els.info.replaceChildren(...info);
     for (const chip of els.info.querySelectorAll(".cat-chip")) chip.style.borderColor = chip.dataset.color;
+  }
+
+  // A plate is shown only when read for certain; an unread one says so and why, never a guess.
+  function plateText(p) {
+    if (p.status === "read") return h("span", { class: "plate", text: p.text, title: p.score.toFixed(2) });
+    return h("span", { class: "plate-unread muted", text: t("case.plate_unread") + (p.note ? " · " + p.note : "") });
   }
 
   function historyList(d) {

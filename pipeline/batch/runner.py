@@ -33,6 +33,7 @@ from citypatrol.pipeline.cases.review_policy import ReviewPolicy
 from citypatrol.pipeline.cli.markup import esc
 from citypatrol.pipeline.store.case_store import Store, open_store
 from citypatrol.pipeline.store.records import CaseRecord
+from citypatrol.pipeline.types import plate_fields
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.open import open_source
 from citypatrol.streams.probe import duration_s
@@ -248,6 +249,7 @@ def case_to_dict(r: CaseRecord, evidence_dir: Path) -> dict:
         "events": c.events,
         "detail": c.detail,
         "model": c.model,
+        "plate": plate_fields(c.plate),
         "location": {
             "lon": r.location.lon, "lat": r.location.lat, "address": r.location.address,
             "district": r.location.district, "grid_code": r.location.grid_code,
@@ -295,7 +297,7 @@ def write_report(
             camera_id=c.camera_id, camera_name=names.get(c.camera_id, c.camera_id), address=r.location.address,
             grid_code=r.location.grid_code, opened_at=c.opened_at, last_seen_at=c.last_seen_at, opened_pts=c.opened_pts,
             score=c.score, status=c.status.value, detail=c.detail, image=rel("frame"), crop=rel("crop"), clip=rel("clip"),
-            last_seen_pts=c.last_seen_pts, code_name=r.codes.name,
+            last_seen_pts=c.last_seen_pts, code_name=r.codes.name, plate=c.plate.describe() if c.plate is not None else "",
         ))
     outcomes = list(outcomes)
     walls = [r.case.opened_at for r in records] + [r.case.last_seen_at for r in records]

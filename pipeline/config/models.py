@@ -141,6 +141,9 @@ class ParkingSettings(RuleSettings):
         default_factory=list,
         description="Bicycle/e-bike classes reported as 非机动车乱停放 (e.g. ['bicycle', 'motorcycle']); empty = off.",
     )
+    read_plates: bool = Field(
+        True, description="Read the number plate of a parked vehicle when its case opens (RapidOCR on the vehicle's box); "
+                          "a plate that is not certain is stored as unread, never guessed.")
 
     def watched_classes(self) -> list[str]:
         return [*self.classes, *self.nonmotor_classes]
@@ -408,7 +411,8 @@ def own_folder(path: Path) -> Path:
 DISPATCH_FIELDS = (
     "case_id", "kind", "status", "category", "category_code", "category_name", "category_major",
     "camera_id", "camera_name", "lon", "lat", "address", "district", "grid_code",
-    "opened_at", "last_seen_at", "sent_at", "description", "score", "events", "box", "zone_id", "evidence", "note",
+    "opened_at", "last_seen_at", "sent_at", "description", "score", "events", "box", "zone_id",
+    "plate", "plate_score", "plate_status", "plate_note", "evidence", "note",
 )
 
 

@@ -10,7 +10,8 @@ status, category (citypatrol's id), category_code / category_name / category_maj
 code scheme, snapshotted when the case opened), camera_id, camera_name, lon, lat, address,
 district, grid_code, opened_at, last_seen_at, sent_at (ISO 8601 with the site's UTC offset),
 description (one line for the dispatcher), score, events, box (normalised x1,y1,x2,y2), zone_id,
-evidence (list of {kind, url | data, media_type, sha256}), note (free text: why it was reopened,
+plate / plate_score / plate_status / plate_note (a parking case's number plate: read, unread with
+the reason, or not_read), evidence (list of {kind, url | data, media_type, sha256}), note (free text: why it was reopened,
 the verification result). With `dispatch.field_map` empty the body uses these names; otherwise it
 holds exactly the mapped fields under the platform's names.
 """
@@ -26,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from citypatrol.pipeline.store.records import CaseRecord, EvidenceRecord
+from citypatrol.pipeline.types import plate_fields
 
 SUBMIT, REOPEN, VERIFIED = "case.submit", "case.reopen", "case.verified"
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4"}
@@ -47,7 +49,8 @@ def description(record: CaseRecord, camera_name: str) -> str:
     c = record.case
     name = record.codes.name or c.category.value
     where = record.location.address or camera_name or c.camera_id
-    return f"{name}: {c.detail or c.category.value} ({where})"
+    plate = f", plate {c.plate.text}" if c.plate is not None and c.plate.read else ""
+    return f"{name}: {c.detail or c.category.value}{plate} ({where})"
 
 
 def select_evidence(record: CaseRecord, kind: str, paths: Sequence[str] | None = None) -> list[EvidenceRecord]:
@@ -105,6 +108,7 @@ def case_fields(record: CaseRecord, *, kind: str, camera_name: str, tz: ZoneInfo
         "events": c.events,
         "box": [round(v, 4) for v in c.box],
         "zone_id": c.zone_id,
+        **plate_fields(c.plate),
         "evidence": evidence,
         "note": note,
     }

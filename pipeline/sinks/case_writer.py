@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,13 +31,15 @@ from citypatrol.annotate.evidence import (
     write_clip_from_frames,
     write_evidence_bytes,
 )
+from citypatrol.models.plates import read_plate
+from citypatrol.models.text import RapidTextReader, TextReader, TextReaderError
 from citypatrol.pipeline.cases.builder import CaseChange, ChangeKind
 from citypatrol.pipeline.cases.review_policy import ReviewPolicy
 from citypatrol.pipeline.cases.states import InvalidTransition
-from citypatrol.pipeline.config.models import Camera, Config
+from citypatrol.pipeline.config.models import Camera, Category, Config
 from citypatrol.pipeline.sinks.second_stage import Check, check_score
 from citypatrol.pipeline.store.case_store import Store
-from citypatrol.pipeline.types import Case, Event
+from citypatrol.pipeline.types import Case, Event, PlateRead
 
 log = logging.getLogger("citypatrol.cases")
 
@@ -57,7 +59,8 @@ class ClipSource:
 
 class CaseWriter:
     def __init__(self, store: Store, config: Config, cameras: Sequence[Camera] = (), *, evidence_dir: Path | None = None,
-                 policy: ReviewPolicy | None = None, check: Check | None = None) -> None:
+                 policy: ReviewPolicy | None = None, check: Check | None = None, plate_reader: TextReader | None = None) -> None:
+        """`plate_reader`: the OCR for parking cases' plates (default: RapidOCR, built when a plate is first read)."""
         self.store = store
         self.config = config
         self.cameras = {c.id: c for c in cameras}
@@ -68,6 +71,7 @@ class CaseWriter:
         self.opened = 0
         self.evidence_errors = 0
         self.case_ids: set[str] = set()  # every case this writer wrote a change of
+        self.plate_reader = plate_reader
 
     def persist(self, change: CaseChange, image: np.ndarray | None = None) -> bool:
         """One change (`image`: the case's frame, for the second-stage check); True if the store did
@@ -76,6 +80,9 @@ class CaseWriter:
         cam = self.cameras.get(case.camera_id)
         codes, location = self.config.codes[case.category], cam.location if cam else None
         opening = change.kind in (ChangeKind.opened, ChangeKind.reopened)
+        if opening and image is not None and self._reads_plate(case, cam):
+            case = replace(case, plate=self.read_plate(image, case))
+            change = replace(change, case=case)
         score = check_score(self.check, case, image) if opening and self.policy is not None else None
         if self.policy is not None and change.kind is ChangeKind.opened:
             # the policy's decision (and its outbox message) go in with the new case, one transaction
@@ -89,6 +96,24 @@ class CaseWriter:
         if self.policy is not None and change.kind is ChangeKind.reopened:
             self._decide_reopened(change, score)
         return new
+
+    def _reads_plate(self, case: Case, cam: Camera | None) -> bool:
+        if case.category is not Category.illegal_parking or case.plate is not None:
+            return False
+        return (self.config.rules_for(cam) if cam else self.config.rules).illegal_parking.read_plates
+
+    def read_plate(self, image: np.ndarray, case: Case) -> PlateRead:
+        """The plate of the case's vehicle in its evidence frame; an OCR that cannot be built or fails
+        leaves the plate unread with the reason and never holds up the case."""
+        if self.plate_reader is None:
+            try:
+                self.plate_reader = RapidTextReader()
+            except TextReaderError as exc:
+                log.error("case %s: plate not read: %s", case.case_id, exc)
+                return PlateRead.unread(f"no OCR: {exc}")
+        plate = read_plate(self.plate_reader, image, case.box)
+        log.info("case %s: plate %s", case.case_id, f"read ({plate.score:.2f})" if plate.read else plate.describe())  # not the text: logs travel further than the store
+        return plate
 
     def _decide_reopened(self, change: CaseChange, check_score: float | None) -> None:
         """A case the builder reopened is decided again (auto-submit or hold), like a new one."""

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from citypatrol.pipeline.config.models import Category, Location
 from citypatrol.pipeline.store.records import CaseRecord, CategoryCode, EvidenceKind, EvidenceRecord, OutboxRecord, OutboxStatus
 from citypatrol.pipeline.store.schema import CaseRow, EvidenceRow, OutboxRow, SightingRow, TransitionRow, as_utc
-from citypatrol.pipeline.types import Case, CaseStatus, Transition
+from citypatrol.pipeline.types import Case, CaseStatus, PlateRead, Transition
 
 Values = str | Iterable[str] | None  # one value, several, or None = any
 COUNT_COLUMNS = {"category": CaseRow.category, "camera": CaseRow.camera_id, "status": CaseRow.status, "district": CaseRow.district}
@@ -28,6 +28,7 @@ def case_from_row(r: CaseRow, history: tuple[Transition, ...] = ()) -> Case:
         box=(r.x1, r.y1, r.x2, r.y2), zone_id=r.zone_id, opened_pts=r.opened_pts, opened_at=r.opened_at,
         last_seen_pts=r.last_seen_pts, last_seen_at=r.last_seen_at, score=r.score, events=r.events, site=r.site,
         detail=r.detail, model=r.model, history=history, cue=r.cue or "detector",
+        plate=PlateRead(r.plate, r.plate_score or 0.0, r.plate_note or "") if r.plate is not None else None,
     )
 
 

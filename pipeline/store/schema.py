@@ -136,6 +136,10 @@ class CaseRow(PlaceColumns, Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     model: Mapped[str] = mapped_column(String(200), default="")
     cue: Mapped[str] = mapped_column(String(32), default="detector")  # the cue that opened it: detector, text, scene_change
+    # parking: the vehicle's plate ("" = unread, with the reason in plate_note); all NULL = never read
+    plate: Mapped[str | None] = mapped_column(String(16), nullable=True, default=None)
+    plate_score: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
+    plate_note: Mapped[str | None] = mapped_column(String(200), nullable=True, default=None)
     category_code: Mapped[str] = mapped_column(String(32), default="")
     category_name: Mapped[str] = mapped_column(String(100), default="")
     category_major: Mapped[str] = mapped_column(String(100), default="")

@@ -21,7 +21,7 @@ from citypatrol.pipeline.config.models import Camera, CodeEntry, Location
 from citypatrol.pipeline.store.reads import case_from_row
 from citypatrol.pipeline.store.records import CaseNotFound, CategoryCode, EvidenceKind, EvidenceRecord, OutboxMessage, OutboxStatus
 from citypatrol.pipeline.store.schema import CameraRow, CaseRow, EvidenceRow, OutboxRow, SightingRow, TransitionRow, as_utc, utcnow
-from citypatrol.pipeline.types import Case, CaseStatus, Event, Transition
+from citypatrol.pipeline.types import Case, CaseStatus, Event, PlateRead, Transition
 
 
 def insert(s: Session, entity: type) -> Any:
@@ -68,7 +68,8 @@ def open_case(s: Session, case: Case, event: Event | None, codes: CodeEntry | Ca
         case_id=case.case_id, camera_id=case.camera_id, category=str(case.category), status=str(case.status),
         x1=x1, y1=y1, x2=x2, y2=y2, zone_id=case.zone_id, opened_pts=case.opened_pts, opened_at=case.opened_at,
         last_seen_pts=case.last_seen_pts, last_seen_at=case.last_seen_at, score=case.score, events=case.events,
-        site=case.site, detail=case.detail, model=case.model, cue=case.cue, category_code=code.code, category_name=code.name,
+        site=case.site, detail=case.detail, model=case.model, cue=case.cue, **plate_columns(case.plate),
+        category_code=code.code, category_name=code.name,
         category_major=code.major, lon=location.lon, lat=location.lat, address=location.address,
         district=location.district, grid_code=location.grid_code, created_at=now, updated_at=now,
     ).on_conflict_do_nothing(index_elements=["case_id"])
@@ -121,6 +122,15 @@ def sync_snapshot(row: CaseRow, case: Case) -> None:
         row.x1, row.y1, row.x2, row.y2 = case.box
         row.zone_id = case.zone_id
         row.detail = case.detail
+    if case.plate is not None and not row.plate:  # a plate read later fills an unread one, never replaces a read one
+        for name, value in plate_columns(case.plate).items():
+            setattr(row, name, value)
+
+
+def plate_columns(plate: PlateRead | None) -> dict[str, object]:
+    if plate is None:
+        return {"plate": None, "plate_score": None, "plate_note": None}
+    return {"plate": plate.text, "plate_score": plate.score, "plate_note": plate.note[:200]}
 
 
 def set_status(s: Session, row: CaseRow, to: CaseStatus, at: datetime, actor: str, reason: str) -> Transition:
