@@ -66,6 +66,8 @@ class Detector:
         self.version = entry.version if entry else _short_hash(self.weights)
         self.model_name = entry.name if entry else self.weights.name
         self.imgsz = entry.imgsz if entry and not entry.dynamic else cfg.imgsz
+        self.fixed_size = bool(entry and not entry.dynamic)  # an export whose input size cannot change
+        self._size_warned: set[int] = set()
         if entry and not entry.dynamic and cfg.imgsz != entry.imgsz:
             log.warning("detector %r: %s is a fixed-shape export; it runs at %d, not imgsz %d",
                         cfg.name, entry.name, entry.imgsz, cfg.imgsz)
@@ -135,25 +137,33 @@ class Detector:
             label_map = {k: v for k, v in label_map.items() if v in self.cfg.classes}
         return label_map
 
-    def _predict_args(self, classes: list[int] | None) -> dict:
+    def _predict_args(self, classes: list[int] | None, imgsz: int | None = None) -> dict:
         return dict(
-            imgsz=self.imgsz, conf=self.cfg.conf, iou=self.cfg.iou, device=self.cfg.device,
+            imgsz=imgsz or self.imgsz, conf=self.cfg.conf, iou=self.cfg.iou, device=self.cfg.device,
             classes=classes, verbose=False,
         )  # fmt: skip
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detections for each BGR uint8 image (H, W, 3), in input order."""
+    def detect(self, images: Sequence[np.ndarray], sizes: Sequence[int | None] | None = None) -> list[Detections]:
+        """Detections for each BGR uint8 image (H, W, 3), in input order; `sizes`: each image's model
+        input size (a camera's `detector.imgsz`; None = this detector's), ignored by fixed-shape exports."""
         for i, image in enumerate(images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 got = getattr(image, "shape", type(image).__name__), getattr(image, "dtype", "")
                 raise ValueError(f"image {i}: expected a BGR uint8 array of shape (H, W, 3), got {got}")
-        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        groups: dict[tuple[tuple[int, ...], int], list[int]] = defaultdict(list)
         for i, image in enumerate(images):
-            groups[image.shape].append(i)
+            size = (sizes[i] if sizes is not None else None) or self.imgsz
+            if self.fixed_size and size != self.imgsz:
+                if size not in self._size_warned:
+                    self._size_warned.add(size)
+                    log.warning("detector %r: %s is a fixed-shape export; a camera's imgsz %d is not used (it runs at %d)",
+                                self.name, self.model_name, size, self.imgsz)
+                size = self.imgsz
+            groups[(image.shape, size)].append(i)
         out: list[Detections | None] = [None] * len(images)
-        args = self._predict_args(self._keep_ids)
         with self._lock:
-            for indices in groups.values():
+            for (_, imgsz), indices in groups.items():
+                args = self._predict_args(self._keep_ids, imgsz)
                 for start in range(0, len(indices), self.cfg.batch):
                     chunk = indices[start : start + self.cfg.batch]
                     results = self._model.predict([images[i] for i in chunk], **args)

@@ -121,10 +121,12 @@ def _shift(d: Detections, x: int, y: int, size: tuple[int, int]) -> Detections:
     return Detections(d.xyxy + np.array([x, y, x, y], np.float32), d.confidence, d.class_name, size, d.model, d.data)
 
 
-def detect_tiled(model, images: Sequence[np.ndarray], grids: Sequence[TileGrid | None]) -> list[Detections]:
-    """One model's whole-frame detections of every image plus, where a grid is given and the model
-    emits vehicles, the vehicles it finds in the image's tiles, merged per image."""
-    whole = model.detect(list(images))
+def detect_tiled(model, images: Sequence[np.ndarray], grids: Sequence[TileGrid | None],
+                 sizes: Sequence[int | None] | None = None) -> list[Detections]:
+    """One model's whole-frame detections of every image (at `sizes`, each image's input size; None =
+    the model's) plus, where a grid is given and the model emits vehicles, the vehicles it finds in
+    the image's tiles (at the model's own size), merged per image."""
+    whole = model.detect(list(images), sizes) if sizes is not None and any(sizes) else model.detect(list(images))
     if not any(grids) or not (model.classes & VEHICLES):
         return whole
     crops: list[np.ndarray] = []

@@ -113,7 +113,8 @@ class DetectionSchedule:
                 if _due(f.pts, prev, self.every_s(f.camera_id)[m]):
                     due.append(k)
                     last[f.camera_id] = f.pts
-            fresh = detect_tiled(model, [frames[k].image for k in due], [self.grids.get(frames[k]) for k in due]) if due else []
+            fresh = detect_tiled(model, [frames[k].image for k in due], [self.grids.get(frames[k]) for k in due],
+                                 [self.grids.imgsz(frames[k]) for k in due]) if due else []
             self.runs[m] += len(due)
             fresh_of = dict(zip(due, fresh))
             for k, f in enumerate(frames):

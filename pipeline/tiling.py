@@ -53,6 +53,11 @@ class CameraGrids:
             self._grids[frame.camera_id] = camera_grid(self._cameras[frame.camera_id], w, h, self._imgsz)
         return self._grids[frame.camera_id]
 
+    def imgsz(self, frame: Frame) -> int | None:
+        """The camera's own model input size (`detector.imgsz`); None = each detector's."""
+        cam = self._cameras.get(frame.camera_id)
+        return cam.detector.imgsz if cam is not None else None
+
     def describe(self, camera_id: str) -> str:
         grid = self._grids.get(camera_id)
         return grid.describe() if grid is not None else ""

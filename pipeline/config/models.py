@@ -251,6 +251,10 @@ class CameraDetector(Strict):
                            "min_vehicle_px, over the zones); or {rows, cols, overlap}. Costs one inference per tile.")
     min_vehicle_px: float = Field(
         40, ge=4, le=2000, description="Height in frame pixels of the smallest vehicle this camera must see in its zones (for tiles: auto).")
+    imgsz: int | None = Field(
+        None, ge=64, le=4096, multiple_of=32,
+        description="Model input size for this camera's frames (every detector; null = each detector's imgsz). Larger sees "
+                    "far vehicles at about (imgsz/640)² the CPU; fixed-shape exports keep their own size.")
 
 
 class Camera(Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -111,6 +112,19 @@ def test_a_batch_across_cameras_equals_one_by_one(backend: str, request, london,
         assert_same(b, s, detector.cfg.conf)
     assert counts(batched[1]) != counts(batched[0])  # the results are not shuffled between cameras
     assert detector.detect([]) == []
+
+
+def test_a_camera_input_size_runs_its_frames_at_that_size(assets, pytorch, openvino) -> None:
+    """A far PKLot row: at 1280 px the .pt model sees what a detector built for 1280 sees, in a batch
+    mixed with frames at its own 640; a fixed-shape OpenVINO export keeps its size."""
+    still = assets / "sequences/pklot_ufpr05_polo/labelled/sequence1/frames/2013-02-22_07_05_01.png"
+    image = cv2.imread(str(still))
+    at_1280 = Detector(DetectorConfig(name="coco-1280", weights="yolo11n-coco", imgsz=1280)).detect([image])[0]
+    mixed = pytorch.detect([image, image], [None, 1280])
+    assert_same(mixed[1], at_1280, pytorch.cfg.conf)
+    assert_same(mixed[0], pytorch.detect([image])[0], pytorch.cfg.conf)
+    assert counts(mixed[0]) != counts(mixed[1])  # the sizes are not mixed up
+    assert_same(openvino.detect([image], [1280])[0], openvino.detect([image])[0], openvino.cfg.conf)
 
 
 def test_classes_and_label_map_settings_apply(assets, london) -> None:
