@@ -26,7 +26,7 @@ from citypatrol.api.ratelimit import LoginLimiter
 from citypatrol.pipeline.config.models import Camera, Category, Config, Location, Zone
 from citypatrol.pipeline.store.case_store import Store, open_store
 from citypatrol.pipeline.store.users import Role, UserStore
-from citypatrol.pipeline.types import Case, CaseStatus, Event
+from citypatrol.pipeline.types import Case, CaseStatus, Event, PlateRead
 from tests.conftest import ASSETS, SAMPLE_VIDEOS
 from tests.footage import PARKED_BAYS, PARKED_CARS, frame_at
 from tests.fixtures_db import PG_URL, db_url, pg_admin  # noqa: F401  (fixtures)
@@ -69,17 +69,19 @@ class SeedCase:
     hours_ago: float
     clip: bool = False
     detail: str = ""
+    plate: PlateRead | None = None
 
 
 SEED = [
     SeedCase("c-london-poster", "london", Category.billboard, (0.89, 0.35, 1.0, 0.56), "hoarding", 1.0, 1.0, clip=True,
              detail="advert panel on the construction hoarding for 15 min"),
     SeedCase("c-parking-1", "parking_lot", Category.illegal_parking, PARKED_CARS[0], "bays", 4.0, 2.0, clip=True,
-             detail="car still for 320 s in zone 消防通道"),
+             detail="car still for 320 s in zone 消防通道", plate=PlateRead("皖AD12345", 0.96, "read")),
     SeedCase("c-bin", "pedestrian", Category.garbage_overflow, (0.60, 0.50, 0.70, 0.72), "bins", 1.0, 3.0,
              detail="bin with overflow for 600 s"),
     SeedCase("c-london-render", "london", Category.billboard, (0.705, 0.395, 0.76, 0.545), "hoarding", 1.0, 5.0),
-    SeedCase("c-parking-2", "parking_lot", Category.illegal_parking, PARKED_CARS[1], "bays", 4.0, 26.0),
+    SeedCase("c-parking-2", "parking_lot", Category.illegal_parking, PARKED_CARS[1], "bays", 4.0, 26.0,
+             plate=PlateRead.unread("no text found on the vehicle")),
     SeedCase("c-junction", "intersection", Category.illegal_parking, (0.45, 0.40, 0.60, 0.55), "junction", 10.0, 50.0),
 ]
 
@@ -114,7 +116,7 @@ def add_case(store: Store, config: Config, s: SeedCase, files: list[tuple[str, s
     now = now or datetime.now(UTC)
     at = now - timedelta(hours=s.hours_ago)
     case = Case(s.case_id, s.camera, s.category, status, s.box, s.zone, 100.0, at, 400.0, at + timedelta(minutes=5), 0.81,
-                events=3, detail=s.detail, model="yolo11n-coco-openvino-int8")
+                events=3, detail=s.detail, model="yolo11n-coco-openvino-int8", plate=s.plate)
     event = Event(s.camera, s.category, s.box, s.zone, 400.0, at, 100.0, 0.81, detail=s.detail)
     cam = config.camera(s.camera)
     store.open_case(case, event, codes=config.codes, location=cam.location)

@@ -33,6 +33,10 @@ def test_cases_list_filters_and_pages(api_server):
                                  "code": "0202", "code_name": "违章张贴悬挂广告牌匾", "major": "宣传广告"}
     assert [e["kind"] for e in first["evidence"]] == ["frame", "crop", "clip"]
     assert first["location"]["district"] == "西城区"
+    assert first["plate"] is None  # a billboard's plate is never read
+    by_id = {i["case_id"]: i for i in page["items"]}
+    assert by_id["c-parking-1"]["plate"] == {"status": "read", "text": "皖AD12345", "score": 0.96, "note": ""}
+    assert by_id["c-parking-2"]["plate"] == {"status": "unread", "text": "", "score": None, "note": "no text found on the vehicle"}
 
     def ids(**params) -> set[str]:
         return {i["case_id"] for i in c.get("/api/v1/cases", params=params).json()["items"]}

@@ -89,6 +89,7 @@ def test_review_three_cases_by_keyboard_and_see_a_new_case_arrive_live(browser, 
     expect(page.locator("#info")).to_contain_text("sample street · 西城区")
     page.wait_for_function("() => { const i = document.getElementById('evidence'); return i.complete && i.naturalWidth > 1000; }")
     expect(page.locator("#info .history li")).to_have_count(1)
+    expect(page.locator("#info .plate, #info .plate-unread")).to_have_count(0)  # a billboard has no plate
     shot(page, "02-review-queue")
 
     # 1: confirm with Y
@@ -99,7 +100,9 @@ def test_review_three_cases_by_keyboard_and_see_a_new_case_arrive_live(browser, 
     second = SEED[1].case_id
     expect(page.locator("#queue-list li.current")).to_have_attribute("data-id", second)
 
-    # 2: reject with N, reason 1
+    # 2: a parking case shows its plate; reject with N, reason 1
+    expect(page.locator("#info .plate")).to_have_text("皖AD12345")
+    expect(page.locator("#info")).to_contain_text("车牌")
     page.keyboard.press("n")
     expect(page.locator("#picker")).to_be_visible()
     expect(page.locator("#picker-list li")).to_have_count(5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,7 +17,7 @@ from citypatrol.pipeline.cases.review_policy import ReviewPolicy
 from citypatrol.pipeline.dispatch.signing import SignatureError, signature, signed_headers, verify
 from citypatrol.pipeline.dispatch.sla import add_working_hours, due_at
 from citypatrol.pipeline.store.records import CaseRecord, CategoryCode, EvidenceKind, EvidenceRecord
-from citypatrol.pipeline.types import CaseStatus
+from citypatrol.pipeline.types import CaseStatus, PlateRead
 from tests.fixtures_dispatch import T0, make_case
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -115,8 +116,8 @@ def test_signature_checks():
 # -- message fields ------------------------------------------------------------------------------------------
 
 
-def _record(evidence=()) -> CaseRecord:
-    return CaseRecord(make_case("c1", score=0.876), CategoryCode("0505", "机动车乱停放", "街面秩序"),
+def _record(evidence=(), plate: PlateRead | None = None) -> CaseRecord:
+    return CaseRecord(replace(make_case("c1", score=0.876), plate=plate), CategoryCode("0505", "机动车乱停放", "街面秩序"),
                       Location(lon=114.05, lat=22.54, address="深南大道 1 号", district="福田区", grid_code="440304-001"),
                       tuple(evidence), 1, T0, T0)
 
@@ -132,6 +133,19 @@ def test_fields_and_mapping():
     assert map_fields(f, {}) == f
     assert map_fields(f, {"eventCode": "category_code", "x": "lon", "findTime": "opened_at"}) == {
         "eventCode": "0505", "x": 114.05, "findTime": "2025-05-06T10:00:00+08:00"}
+    assert (f["plate"], f["plate_status"]) == ("", "not_read")
+
+
+def test_plate_fields_say_read_unread_or_not_read():
+    read = case_fields(_record(plate=PlateRead("粤B12345", 0.9612, "read")), kind="case.submit", camera_name="东门", tz=SH,
+                       sent_at=T0, evidence=[])
+    assert (read["plate"], read["plate_score"], read["plate_status"], read["plate_note"]) == ("粤B12345", 0.961, "read", "")
+    assert read["description"] == "机动车乱停放: illegal_parking, plate 粤B12345 (深南大道 1 号)"
+    assert map_fields(read, {"carNo": "plate"}) == {"carNo": "粤B12345"}
+    unread = case_fields(_record(plate=PlateRead.unread("no text on the vehicle reads as a plate")), kind="case.submit",
+                         camera_name="东门", tz=SH, sent_at=T0, evidence=[])
+    assert (unread["plate"], unread["plate_score"], unread["plate_status"]) == ("", None, "unread")
+    assert unread["plate_note"] == "no text on the vehicle reads as a plate" and "plate" not in unread["description"]
 
 
 def test_evidence_urls_inline_and_defaults():

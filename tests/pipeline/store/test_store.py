@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from citypatrol.pipeline.config.models import Camera, Category, CodeEntry, Location
+from citypatrol.pipeline.config.models import Camera, Category, CodeEntry, Config, Location
 from citypatrol.pipeline.store.case_store import Store, open_store
 from citypatrol.pipeline.store.records import (
     CaseNotFound,
@@ -379,7 +379,7 @@ def test_concurrent_writers_lose_nothing(store):
 
 def test_case_builder_changes_are_persisted_once_and_replays_change_nothing(store):
     from citypatrol.pipeline.cases.builder import CaseBuilder
-    from citypatrol.pipeline.config.models import CasesConfig, Config
+    from citypatrol.pipeline.config.models import CasesConfig
 
     builder = CaseBuilder(CasesConfig(grace_s=600, reopen_window_s=3600))
     changes = [builder.add(make_event(pts, since=20.0)) for pts in (200.0, 260.0, 320.0)]  # one episode
@@ -403,6 +403,28 @@ def test_case_builder_changes_are_persisted_once_and_replays_change_nothing(stor
     assert [store.apply_change(c, codes=codes) for c in changes] == [False] * 5  # replay: nothing new
     again = store.get_case(case_id)
     assert (again.case, again.sightings) == (rec.case, rec.sightings)
+
+
+def test_a_plate_is_stored_and_a_later_read_fills_an_unread_one_but_never_replaces_a_read_one(store):
+    from dataclasses import replace
+
+    from citypatrol.pipeline.cases.builder import CaseChange, ChangeKind
+    from citypatrol.pipeline.types import PlateRead
+
+    codes = Config().codes
+    unread = replace(make_case("c-unread"), plate=PlateRead.unread("no text found on the vehicle"))
+    store.open_case(unread, make_event(200.0), codes=codes)
+    store.open_case(make_case("c-never"), make_event(205.0), codes=codes)
+    assert store.get_case("c-unread").case.plate == PlateRead("", 0.0, "no text found on the vehicle")
+    assert store.get_case("c-never").case.plate is None
+
+    read = PlateRead("皖AD12345", 0.93, "read")
+    reopened = replace(unread, status=CaseStatus.reopened, plate=read, last_seen_pts=900.0, last_seen_at=T0 + timedelta(seconds=700))
+    store.apply_change(CaseChange(ChangeKind.attached, reopened, make_event(900.0)), codes=codes)
+    assert store.get_case("c-unread").case.plate == read
+    other = replace(reopened, plate=PlateRead("皖AD12346", 0.99, "read"), last_seen_pts=950.0, last_seen_at=T0 + timedelta(seconds=750))
+    store.apply_change(CaseChange(ChangeKind.attached, other, make_event(950.0)), codes=codes)
+    assert store.get_case("c-unread").case.plate == read  # the first certain read stays
 
 
 def test_stale_expiry_from_the_builder_does_not_override_the_stored_status(store):
