@@ -72,6 +72,10 @@ class TextReader(Protocol):
         """Text regions inside `area` of a BGR image."""
         ...
 
+    def recognise(self, lines: list[np.ndarray]) -> list[tuple[str, float]]:
+        """(text, score) of each BGR picture of one text line (a plate cut out already)."""
+        ...
+
 
 class RapidTextReader:
     """RapidOCR's PP-OCRv4 text detector and recogniser (ONNX Runtime, CPU)."""
@@ -122,3 +126,9 @@ class RapidTextReader:
                 text = str(text).strip()
                 regions.append(TextRegion(box, text, float(score), is_readable(text, float(score))))  # type: ignore[arg-type]
         return TextReading(tuple(regions), area, time.perf_counter() - t0)
+
+    def recognise(self, lines: list[np.ndarray]) -> list[tuple[str, float]]:
+        if not lines:
+            return []
+        reads, _ = self._ocr.text_rec([np.ascontiguousarray(line[:, :, :3]) for line in lines])
+        return [(str(text).strip(), float(score)) for text, score in reads]

@@ -36,6 +36,9 @@ app.add_typer(samples_app, name="samples")
 from citypatrol.pipeline.cli.truth import truth_app  # noqa: E402
 
 app.add_typer(truth_app, name="truth")
+from citypatrol.pipeline.cli.plates import evaluate_plates  # noqa: E402
+
+app.command("evaluate-plates")(evaluate_plates)
 from citypatrol.pipeline.cli.dispatch import dispatch_app, report  # noqa: E402
 
 app.add_typer(dispatch_app, name="dispatch")
