@@ -29,6 +29,7 @@ from citypatrol.api import (
     routes_deadletters,
     routes_dispatch,
     routes_decisions,
+    routes_register,
     routes_events,
     routes_models,
     routes_stats,
@@ -76,7 +77,7 @@ def create_app(config: Config, store: Store, evidence_dir: Path, *, health: Heal
         limiter=limiter or LoginLimiter(config.api.login_max_failures, config.api.login_window_s),
     )
     app.include_router(routes_dispatch.router, prefix=API)  # the dispatch system's signed status callbacks
-    for module in (routes_auth, routes_events, routes_cases, routes_decisions, routes_cameras, routes_zones, routes_stats,
+    for module in (routes_auth, routes_events, routes_cases, routes_decisions, routes_register, routes_cameras, routes_zones, routes_stats,
                    routes_models, routes_deadletters, routes_users):
         app.include_router(module.router, prefix=API)
 

@@ -6,7 +6,7 @@ times must be within 1970..2200 so arithmetic on them cannot overflow.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -206,6 +206,13 @@ class ConfirmIn(In):
 
 class RejectIn(In):
     reason: Annotated[Text, Field(min_length=1, max_length=500)]
+
+
+class ApproveSignIn(In):
+    permit: Annotated[Text, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                  description="The sign's permit (审批) number.")]
+    valid_until: date = Field(description="The permit's last day (YYYY-MM-DD); after it the sign is a case again.")
+    note: Annotated[Text, Field(max_length=500)] = ""
 
 
 class ReclassifyIn(In):

@@ -107,7 +107,8 @@ class Analyzer:
     def process(self, frame: Frame, detections: Detections) -> FrameResult:
         cam = self._cameras[frame.camera_id]
         tracks = tuple(cam.tracker.update(self._with_looks(cam.tracker, frame, detections), frame.pts))
-        local_time = frame.wall.astimezone(self.tz).time()
+        local = frame.wall.astimezone(self.tz)
+        local_time = local.time()
         ctx = RuleContext(
             camera=cam.camera,
             rules=cam.rules,
@@ -119,6 +120,7 @@ class Analyzer:
             image=frame.image,
             reference=cam.reference,
             texts=self._read_text(cam, frame, local_time),
+            local_date=local.date(),
         )
         events, changes = evaluate_frame(self.rules, ctx, self.builder if self.build_cases else None)
         return FrameResult(frame, detections, tracks, tuple(events), tuple(changes))

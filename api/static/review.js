@@ -152,10 +152,34 @@
       h("p", { class: "case-id muted", text: c.case_id }),
       h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", { text: k }), h("dd", {}, v)])),
     ];
+    if (c.category.value === "billboard" && QUEUE.includes(c.status)) info.push(signForm());
     if (crop) info.push(h("figure", { class: "crop" }, h("img", { src: crop.url, alt: t("case.crop") }), h("figcaption", { text: t("case.crop") })));
     if (d) info.push(h("h3", { text: t("case.history") }), historyList(d));
     els.info.replaceChildren(...info);
     for (const chip of els.info.querySelectorAll(".cat-chip")) chip.style.borderColor = chip.dataset.color;
+  }
+
+  // Approve this sign: the case becomes an entry of the camera's ads register (permit, last day, look).
+  // What is typed survives the panel being drawn again (the case's detail arriving, a live update).
+  let signDraft = { id: null, permit: "", until: "" };
+  function signForm() {
+    if (signDraft.id !== currentId) signDraft = { id: currentId, permit: "", until: "" };
+    const draft = signDraft;
+    const permit = h("input", { id: "sign-permit", name: "permit", required: true, maxlength: "64", autocomplete: "off",
+      oninput: () => { draft.permit = permit.value; } });
+    const until = h("input", { id: "sign-until", name: "valid_until", type: "date", required: true,
+      oninput: () => { draft.until = until.value; }, onchange: () => { draft.until = until.value; } });
+    permit.value = draft.permit;
+    until.value = draft.until;
+    return h("form", { id: "sign-form", class: "sign-form", onsubmit: (ev) => {
+      ev.preventDefault();
+      decide("approve-sign", { permit: permit.value.trim(), valid_until: until.value }, "done.approve_sign");
+    } },
+    h("h3", { text: t("sign.title") }),
+    h("label", {}, t("sign.permit") + " ", permit),
+    h("label", {}, t("sign.until") + " ", until),
+    h("button", { type: "submit", text: t("sign.submit") }),
+    h("p", { class: "muted", text: t("sign.help") }));
   }
 
   // A plate is shown only when read for certain; an unread one says so and why, never a guess.

@@ -7,6 +7,7 @@ validation errors into messages that name the file and the key path.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import math
 import re
@@ -84,6 +85,28 @@ class Zone(Strict):
         description="Active daily windows 'HH:MM-HH:MM' in the site's time zone; empty = always active.",
     )
     dwell_s: float | None = Field(None, ge=0, le=86400, description="Overrides the rule's dwell for this zone.")
+    permit: str = Field("", max_length=64, description="approved_ad: the permit (审批) number of the approved sign.")
+    valid_until: date | None = Field(None, description="approved_ad with a permit: the permit's last day; after it the sign is a case again.")
+    look: str = Field(
+        "", max_length=1400,
+        description="approved_ad: the approved sign's look (a 32×32 grey thumbnail of the zone's box, base64; set by 'approve "
+                    "this sign'); a different sign in its place is a case. Empty = approved by place only.")
+
+    @model_validator(mode="after")
+    def _register_entry(self) -> Zone:
+        given = [n for n in ("permit", "valid_until", "look") if getattr(self, n)]
+        if given and self.kind is not ZoneKind.approved_ad:
+            raise ValueError(f"{', '.join(given)}: only an approved_ad zone (a register entry) has a permit, a valid_until or a look")
+        if self.permit and self.valid_until is None:
+            raise ValueError(f"permit {self.permit!r} has no valid_until: give the permit's last day (YYYY-MM-DD)")
+        if self.look:
+            try:
+                raw = base64.b64decode(self.look, validate=True)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32 * 32:
+                raise ValueError("look is not a sign's look (32×32 grey bytes, base64): take it with 'approve this sign'")
+        return self
 
     @field_validator("polygon")
     @classmethod

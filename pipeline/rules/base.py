@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -49,6 +49,10 @@ class RuleContext:
     image: np.ndarray | None = None  # BGR frame, for the scene-change cue only
     reference: np.ndarray | None = None  # the camera's reference image (BGR), loaded by the runner
     texts: TextReading | None = None  # printed text read in this frame's ad areas; None = not read this frame
+    local_date: date | None = None  # the day in the site's time zone (permits of the ads register); None = the UTC day
+
+    def today(self) -> date:
+        return self.local_date or self.wall.date()
 
     def seen_now(self) -> list[Track]:
         """Tracks matched in this frame."""

@@ -6,8 +6,8 @@ one thing in common: printed text. The runner reads the text in each camera's ac
 zones every `billboard.text_every_s` (OCR is slow; text on a wall changes over minutes) and passes
 the reading in `RuleContext.texts`; on frames without a reading this rule does nothing.
 
-A text region whose centre lies in an active `ad_area` and in no `approved_ad` zone (the register
-drawn on this view), at rest for the dwell (zone `dwell_s` or `billboard.dwell_s`), is an
+A text region whose centre lies in an active `ad_area` and that the ads register does not approve
+(`register.py`: an `approved_ad` zone with a valid permit and, where it has one, the approved look), at rest for the dwell (zone `dwell_s` or `billboard.dwell_s`), is an
 unauthorized billboard, whether it was there when the reference picture was taken or not: the
 register, not the reference picture, says what is approved. "At rest" is the tracker's: the text
 regions of successive readings are tracked like detections (class `text`), so lettering on a
@@ -27,6 +27,7 @@ import numpy as np
 from citypatrol.models.detections import Detections
 from citypatrol.models.text import TextRegion
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
+from citypatrol.pipeline.rules.register import Register
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, box_gap, dwell_for, effective_since, linked_groups, union_box, zone_label
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import TEXT_CUE, Event
@@ -76,6 +77,7 @@ class TextRegionRule(BaseRule):
         super().__init__(rules, refresh_s=refresh_s)
         self._trackers: dict[str, StationaryTracker] = {}
         self._texts: dict[tuple[str, int], TextRegion] = {}  # (camera, track) -> its latest reading
+        self.register = Register()
 
     def disabled_reason(self, model_classes: frozenset[str]) -> str | None:
         if not self.settings.billboard.text_cue:
@@ -109,7 +111,8 @@ class TextRegionRule(BaseRule):
             region = self._texts.get((cam, t.track_id))
             if region is None or t.stationary_since is None:
                 continue
-            if any(box_in_zone(z, t.box, anchor=Anchor.center) for z in approved):
+            approval = self.register.check(ctx.camera.id, approved, t.box, ctx.image, ctx.today(), ctx.pts, s.dwell_s)
+            if approval.approved:
                 continue
             zone: Zone | None = next((z for z in areas if box_in_zone(z, t.box, anchor=Anchor.center)), None)
             if zone is None:
@@ -122,7 +125,7 @@ class TextRegionRule(BaseRule):
                     ctx, Category.billboard, t.box, zone, since, region.read_score if region.readable else 0.5,
                     [], [TEXT_CLASS],
                     f"printed text {region.describe()} at rest {ctx.pts - since:.0f} s in ad area {zone_label(zone)}, "
-                    "matching no approved ad",
+                    + (approval.why or "matching no approved ad"),
                 ))
         return events
 

@@ -334,3 +334,31 @@ def test_a_fresh_frame_comes_from_the_cameras_source_or_a_clear_reason(tmp_path)
     finally:
         server.stop()
         api.store.close()
+
+
+def test_approve_this_sign_registers_it_and_rejects_the_case_as_compliant(api_server):
+    reviewer, csrf = api_server.login("reviewer")
+    h = {"X-CSRF-Token": csrf}
+    url = "/api/v1/cases/c-london-poster/approve-sign"
+    assert reviewer.post(url, json={"permit": "SZ-2026-0042"}, headers=h).status_code == 422  # the last day is required
+    assert reviewer.post(url, json={"permit": "a\nb", "valid_until": "2027-01-31"}, headers=h).status_code == 422
+    parking = reviewer.post("/api/v1/cases/c-parking-1/approve-sign", json={"permit": "P", "valid_until": "2027-01-31"}, headers=h)
+    assert parking.status_code == 422 and "not a billboard" in parking.json()["detail"]
+    analyst, acsrf = api_server.login("analyst")
+    assert analyst.post(url, json={"permit": "P", "valid_until": "2027-01-31"}, headers={"X-CSRF-Token": acsrf}).status_code == 403
+
+    done = reviewer.post(url, json={"permit": "SZ-2026-0042", "valid_until": "2027-01-31", "note": "rail ad"}, headers=h)
+    assert done.status_code == 200, done.text
+    last = done.json()["history"][-1]
+    assert done.json()["status"] == "rejected" and last["actor"] == "user:reviewer"
+    assert last["reason"].startswith("合规：已审批广告") and "permit SZ-2026-0042 valid until 2027-01-31; rail ad" in last["reason"]
+
+    zones = reviewer.get("/api/v1/cameras/london/zones").json()
+    assert zones["version"] == 1 and [z["id"] for z in zones["zones"]] == ["hoarding", "approved-c-london-poster"]
+    entry = zones["zones"][1]
+    assert entry["kind"] == "approved_ad" and entry["permit"] == "SZ-2026-0042" and entry["valid_until"] == "2027-01-31"
+    xs = [p[0] for p in entry["polygon"]]
+    assert (min(xs), max(xs)) == (0.89, 1.0) and len(entry["look"]) == 1368  # the case's box; a 32×32 look
+    again = reviewer.post(url, json={"permit": "SZ-2026-0042", "valid_until": "2027-01-31"}, headers=h)
+    assert again.status_code == 409  # rejected already: nothing added twice
+    assert reviewer.get("/api/v1/cameras/london/zones").json()["version"] == 1

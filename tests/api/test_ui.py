@@ -90,6 +90,7 @@ def test_review_three_cases_by_keyboard_and_see_a_new_case_arrive_live(browser, 
     page.wait_for_function("() => { const i = document.getElementById('evidence'); return i.complete && i.naturalWidth > 1000; }")
     expect(page.locator("#info .history li")).to_have_count(1)
     expect(page.locator("#info .plate, #info .plate-unread")).to_have_count(0)  # a billboard has no plate
+    expect(page.locator("#sign-form")).to_be_visible()  # approve this sign: a billboard can be registered
     shot(page, "02-review-queue")
 
     # 1: confirm with Y
@@ -102,6 +103,7 @@ def test_review_three_cases_by_keyboard_and_see_a_new_case_arrive_live(browser, 
 
     # 2: a parking case shows its plate; reject with N, reason 1
     expect(page.locator("#info .plate")).to_have_text("皖AD12345")
+    expect(page.locator("#sign-form")).to_have_count(0)
     expect(page.locator("#info")).to_contain_text("车牌")
     page.keyboard.press("n")
     expect(page.locator("#picker")).to_be_visible()
@@ -334,4 +336,27 @@ def test_a_late_answer_never_puts_an_older_history_back(browser, ui_server):
     page.wait_for_timeout(1500)  # the stale answer, then the live event of the change, have arrived
     expect(page.locator("#info .history")).to_contain_text("改类")
     assert case(ui_server, target)["category"]["value"] != SEED[2].category.value
+    assert not errors, errors
+
+
+def test_a_reviewer_approves_a_sign_from_the_case(browser, ui_server):
+    errors: list[str] = []
+    page = new_page(browser, ui_server.url, errors)
+    sign_in(page, "reviewer")
+    expect(page.locator("#queue-list li.current")).to_have_attribute("data-id", "c-london-poster")
+    page.fill("#sign-permit", "SZ-2026-004")
+    page.keyboard.press("2")
+    page.keyboard.press("y")  # typing in the form is not a keyboard decision
+    page.keyboard.press("Backspace")
+    expect(page.locator("#sign-permit")).to_have_value("SZ-2026-0042")
+    assert case(ui_server, "c-london-poster")["status"] == "detected"
+    page.fill("#sign-until", "2027-01-31")
+    shot(page, "06-approve-sign")
+    page.click("#sign-form button[type=submit]")
+    expect(page.locator("#toast")).to_contain_text("已登记为已审批广告")
+    expect(page.locator('#queue-list li[data-id="c-london-poster"]')).to_have_count(0)
+    decided = case(ui_server, "c-london-poster")
+    assert decided["status"] == "rejected" and "permit SZ-2026-0042" in decided["history"][-1]["reason"]
+    zones = ui_server.client("admin").get("/api/v1/cameras/london/zones").json()
+    assert zones["zones"][-1]["permit"] == "SZ-2026-0042" and zones["zones"][-1]["kind"] == "approved_ad"
     assert not errors, errors

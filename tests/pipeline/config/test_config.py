@@ -209,3 +209,16 @@ def test_a_review_verifier_is_relative_to_the_config_and_a_bad_one_stops_the_run
     (folder / "models" / "verifier.npz").write_bytes(b"PK\x03\x04 not really a verifier")
     damaged = subprocess.run(exe, capture_output=True, text=True, timeout=300)
     assert damaged.returncode == 2 and "is not a citypatrol verifier" in damaged.stderr, damaged.stderr
+
+
+def test_ads_register_entries_are_checked_naming_the_zone():
+    head = "cameras:\n  - id: a\n    source: a.mp4\n    zones:\n"
+    poly = "polygon: [[0.1, 0.1], [0.3, 0.1], [0.3, 0.3]]"
+    ok = parse_config(head + f"      - {{id: p1, kind: approved_ad, {poly}, permit: SZ-1, valid_until: 2027-01-31}}\n")
+    assert str(ok.cameras[0].zones[0].valid_until) == "2027-01-31"
+    with pytest.raises(ConfigError, match=r"cameras\[0\]\.zones\[0\].*permit 'SZ-1' has no valid_until"):
+        parse_config(head + f"      - {{id: p1, kind: approved_ad, {poly}, permit: SZ-1}}\n")
+    with pytest.raises(ConfigError, match="only an approved_ad zone"):
+        parse_config(head + f"      - {{id: p1, kind: ad_area, {poly}, permit: SZ-1, valid_until: 2027-01-31}}\n")
+    with pytest.raises(ConfigError, match="look is not a sign's look"):
+        parse_config(head + f"      - {{id: p1, kind: approved_ad, {poly}, look: abc}}\n")

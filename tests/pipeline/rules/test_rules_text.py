@@ -10,16 +10,19 @@ register. Each real frame is read once per module (about a second of CPU each).
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date, timedelta
 
 import pytest
 
+from citypatrol.annotate.evidence import crop_bounds
 from citypatrol.models.text import RapidTextReader, TextReading, TextRegion, is_readable
 from citypatrol.pipeline.config.models import BillboardSettings, Category, Rules, ZoneKind
 from citypatrol.pipeline.evaluation.scoring import boxes_match
 from citypatrol.pipeline.rules import TextRegionRule
+from citypatrol.pipeline.rules.register import MIN_AGREEMENT, Register, agreement, decode_look, entry_for_sign, sign_look
 from citypatrol.pipeline.text_schedule import TextSchedule
 from citypatrol.pipeline.tracker import StationaryTracker
-from tests.fixtures_logic import NOON, camera, ctx, dets, rect, zone
+from tests.fixtures_logic import NOON, T0, camera, ctx, dets, rect, zone
 from tests.footage import frame_at
 
 SETTINGS = Rules(billboard=BillboardSettings(dwell_s=60, text_every_s=30))
@@ -51,14 +54,70 @@ def pedestrian(reader, sample_video) -> list[TextReading]:
     return [reader.read(frame_at(path, t), (0.0, 0.0, 1.0, 1.0)) for t in (0.0, 1.8, 3.6)]
 
 
-def run(cam, readings: list[TextReading], rules: Rules = SETTINGS, step: float = 30.0):
+@pytest.fixture(scope="module")
+def london_frames(sample_video) -> list:
+    path = sample_video("london")
+    return [frame_at(path, t) for t in (0.0, 1.5, 3.0)]
+
+
+def run(cam, readings: list[TextReading], rules: Rules = SETTINGS, step: float = 30.0, images=None):
     """The readings as if taken every `step` seconds of a fixed camera (the scene is static where it matters)."""
     rule = TextRegionRule(rules, refresh_s=600)
     events = []
     for i, reading in enumerate(readings):
-        c = ctx(cam, [], dets(size=(1920, 1080)), pts=i * step, rules=rules, local_time=NOON)
+        c = ctx(cam, [], dets(size=(1920, 1080)), pts=i * step, rules=rules, local_time=NOON,
+                image=images[i] if images is not None else None)
         events += rule.evaluate(replace(c, texts=reading))
     return events
+
+
+def registered(image, box, permit: str, valid_until: date):
+    """The register entry 'approve this sign' makes for the sign at `box` in this frame."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = crop_bounds(box, w, h)
+    return entry_for_sign(f"approved-{permit}", box, (w, h), image[y1:y2, x1:x2], (x1, y1), permit, valid_until)
+
+
+def test_a_registered_sign_is_no_case_until_its_permit_runs_out_or_another_sign_replaces_it(london, london_frames) -> None:
+    first = london_frames[0]
+    wall_day = T0.date()
+    entry = registered(first, TRAIN_POSTER, "SZ-2026-0042", wall_day + timedelta(days=30))
+    assert entry.kind is ZoneKind.approved_ad and decode_look(entry.look).shape == (32, 32)
+    on_poster = lambda events: [e for e in events if boxes_match(e.box, TRAIN_POSTER)]  # noqa: E731
+    assert on_poster(run(camera(HOARDING), london, images=london_frames))  # not registered: a case
+    assert not on_poster(run(camera(HOARDING, entry), london, images=london_frames))  # the same poster: approved
+
+    expired = entry.model_copy(update={"valid_until": wall_day - timedelta(days=1)})
+    events = on_poster(run(camera(HOARDING, expired), london, images=london_frames))
+    assert events and f"permit SZ-2026-0042 ran out on {expired.valid_until.isoformat()}" in events[0].detail
+
+    # the entry of another sign (the station render further left) moved over the train poster: a different sign
+    render = registered(first, (0.705, 0.395, 0.76, 0.545), "SZ-2026-0007", wall_day + timedelta(days=30))
+    swapped = entry.model_copy(update={"look": render.look, "permit": "SZ-2026-0007"})
+    events = on_poster(run(camera(HOARDING, swapped), london, images=london_frames))
+    assert events and "not the sign approved under permit SZ-2026-0007" in events[0].detail
+
+
+def test_looks_tell_one_poster_from_another_and_hold_three_seconds_later(london_frames) -> None:
+    boxes = [TRAIN_POSTER, (0.705, 0.395, 0.76, 0.545), (0.655, 0.435, 0.695, 0.56)]
+    looks = [[decode_look(sign_look(f, b)) for f in london_frames] for b in boxes]
+    for same in looks:  # 0 s against 3 s (at 1.5 s a car passes in front: the register's memory covers that)
+        assert agreement(same[0], same[2]) >= MIN_AGREEMENT
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert agreement(looks[i][0], looks[j][0]) < MIN_AGREEMENT
+
+
+def test_a_sign_hidden_for_a_moment_stays_approved_but_not_for_a_whole_dwell(london_frames) -> None:
+    entry = registered(london_frames[0], TRAIN_POSTER, "P-1", date(2099, 1, 1))
+    hidden = london_frames[0].copy()
+    hidden[:, int(0.85 * hidden.shape[1]):] = 40  # a van parked in front of the poster
+    reg = Register()
+    today = date(2026, 1, 1)
+    assert reg.check("cam", [entry], TRAIN_POSTER, london_frames[0], today, 0.0, 60.0).approved
+    assert reg.check("cam", [entry], TRAIN_POSTER, hidden, today, 30.0, 60.0).approved
+    late = reg.check("cam", [entry], TRAIN_POSTER, hidden, today, 61.0, 60.0)
+    assert not late.approved and "not the sign approved under permit P-1" in late.why
 
 
 def test_the_ocr_finds_the_hoarding_and_lamppost_text(london) -> None:
