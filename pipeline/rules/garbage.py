@@ -8,6 +8,9 @@ Every cue must be at rest ≥ dwell (`garbage.dwell_s`, or the zone's) with scor
   around pile and bin;
 - a pile with no bin near → exposed_garbage.
 
+One bin is one problem: a bin seen overflowing and the piles beside it make one event, boxed around
+all of them, so the same bin is never two cases.
+
 Where the camera has `bin_area` zones, only cues whose anchor (bottom centre) lies in an active
 `bin_area` count, and the event carries that zone: the operator drew them to say where garbage
 is judged on this view, which keeps e.g. a construction site's materials or a recycling yard out.
@@ -50,6 +53,7 @@ class GarbageRule(BaseRule):
         bin_tracks = [t for t in ctx.tracks if t.class_name in bins and t.score >= s.min_score]
         scale = ctx.pixel_scale()
         events: list[Event] = []
+        per_bin: dict[int, _BinCues] = {}  # one overflowing bin is one event, with every pile beside it
         for t in ctx.seen_now():
             if t.class_name not in overflow and t.class_name not in piles:
                 continue
@@ -63,23 +67,23 @@ class GarbageRule(BaseRule):
             since = effective_since(t.stationary_since, zone, ctx.local_time, ctx.pts)
             if since is None or ctx.pts - since + EPS < dwell_for(zone, s.dwell_s):
                 continue
-            where = f" in bin area {zone_label(zone)}" if zone is not None else ""
-            held = ctx.pts - since
             if t.class_name in overflow:
-                category, box, ids, names = Category.garbage_overflow, t.box, [t.track_id], [t.class_name]
-                detail = f"{t.class_name} persisting {held:.0f} s{where}"
-            else:
-                near = self._nearest_bin(t, bin_tracks, s.near_bin, scale)
-                if near is not None:
-                    category = Category.garbage_overflow
-                    box, ids, names = union_box([t.box, near.box]), [t.track_id, near.track_id], [t.class_name, near.class_name]
-                    detail = f"{t.class_name} next to {near.class_name} persisting {held:.0f} s{where}"
-                else:
-                    category, box, ids, names = Category.exposed_garbage, t.box, [t.track_id], [t.class_name]
-                    detail = f"{t.class_name} with no bin near persisting {held:.0f} s{where}"
-            key = (ctx.camera.id, t.track_id, zone.id if zone else None, category)
+                per_bin.setdefault(t.track_id, _BinCues(t)).add(t, zone, since, full=True)
+                continue
+            near = self._nearest_bin(t, bin_tracks, s.near_bin, scale)
+            if near is not None:
+                per_bin.setdefault(near.track_id, _BinCues(near)).add(t, zone, since, full=False)
+                continue
+            where = f" in bin area {zone_label(zone)}" if zone is not None else ""
+            key = (ctx.camera.id, t.track_id, zone.id if zone else None, Category.exposed_garbage)
             if self.refresh.due(key, since, ctx.pts):
-                events.append(self.event(ctx, category, box, zone, since, t.score, ids, names, detail))
+                events.append(self.event(ctx, Category.exposed_garbage, t.box, zone, since, t.score, [t.track_id], [t.class_name],
+                                         f"{t.class_name} with no bin near persisting {ctx.pts - since:.0f} s{where}"))
+        for cues in per_bin.values():
+            key = (ctx.camera.id, cues.bin.track_id, cues.zone.id if cues.zone else None, Category.garbage_overflow)
+            if self.refresh.due(key, cues.since, ctx.pts):
+                events.append(self.event(ctx, Category.garbage_overflow, union_box(cues.boxes), cues.zone, cues.since,
+                                         cues.score, cues.ids, cues.names, cues.describe(ctx.pts)))
         return events
 
     @staticmethod
@@ -92,3 +96,42 @@ class GarbageRule(BaseRule):
             if gap <= near * (b.box[2] - b.box[0]) * scale[0] + EPS and (best is None or gap < best[0]):
                 best = (gap, b)
         return best[1] if best else None
+
+
+class _BinCues:
+    """The cues of one bin: itself seen overflowing, and/or garbage piles beside it."""
+
+    def __init__(self, bin_track: Track) -> None:
+        self.bin = bin_track
+        self.boxes = [bin_track.box]
+        self.ids = [bin_track.track_id]
+        self.names = [bin_track.class_name]
+        self.full = False  # the bin itself is seen overflowing
+        self.piles: list[str] = []
+        self.zone: Zone | None = None
+        self.since = float("inf")
+        self.score = 0.0
+
+    def add(self, t: Track, zone: Zone | None, since: float, *, full: bool) -> _BinCues:
+        if full:
+            self.full = True
+        else:
+            self.boxes.append(t.box)
+            self.ids.append(t.track_id)
+            self.names.append(t.class_name)
+            self.piles.append(t.class_name)
+        self.zone = self.zone or zone
+        self.since = min(self.since, since)
+        self.score = max(self.score, t.score)
+        return self
+
+    def describe(self, pts: float) -> str:
+        where = f" in bin area {zone_label(self.zone)}" if self.zone is not None else ""
+        piles = ", ".join(dict.fromkeys(self.piles))
+        if self.full and self.piles:
+            what = f"{self.bin.class_name} with {piles} beside it"
+        elif self.full:
+            what = self.bin.class_name
+        else:
+            what = f"{piles} next to {self.bin.class_name}"
+        return f"{what} persisting {pts - self.since:.0f} s{where}"

@@ -44,6 +44,17 @@ def test_pile_near_bin_is_boxed_with_the_bin() -> None:
     assert e.detail == "garbage_pile next to garbage_bin persisting 120 s"
 
 
+def test_an_overflowing_bin_and_the_garbage_beside_it_are_one_problem() -> None:
+    """Real photos show a full bin with bags dumped beside it: one bin, one case (not the bin and again bin + pile)."""
+    (e,) = run(OVERFLOW, PILE_NEXT)
+    assert e.category is Category.garbage_overflow and e.box == pytest.approx((0.4, 0.48, 0.6, 0.65))
+    assert e.detail == "garbage_overflow with garbage_pile beside it persisting 120 s"
+    pile_left = ("garbage_pile", (300, 580, 385, 650))
+    (both,) = run(BIN, PILE_NEXT, pile_left)  # two piles at one bin
+    assert both.box == pytest.approx((0.3, 0.5, 0.6, 0.65)) and len(both.track_ids) == 3
+    assert both.detail == "garbage_pile next to garbage_bin persisting 120 s"
+
+
 def test_near_bin_distance_is_configurable() -> None:
     settings = Rules(garbage=GarbageSettings(dwell_s=120, near_bin=3.5))
     assert [e.category for e in run(BIN, PILE_FAR, settings=settings)] == [Category.garbage_overflow]
