@@ -84,12 +84,14 @@ class Detections:
         """Concatenate detections of the same image from several models."""
         if not parts:
             raise ValueError("nothing to merge")
-        keys = set.intersection(*(set(p.data) for p in parts)) if parts else set()
+        # an empty part (a model that found nothing) has no data columns; it must not drop the others'
+        filled = [p for p in parts if len(p)] or parts
+        keys = set.intersection(*(set(p.data) for p in filled))
         return Detections(
             xyxy=np.concatenate([p.xyxy for p in parts]).astype(np.float32),
             confidence=np.concatenate([p.confidence for p in parts]).astype(np.float32),
             class_name=np.concatenate([p.class_name for p in parts]),
             image_size=parts[0].image_size,
             model="+".join(p.model for p in parts if p.model),
-            data={k: np.concatenate([p.data[k] for p in parts]) for k in keys},
+            data={k: np.concatenate([p.data[k] for p in filled]) for k in keys},
         )

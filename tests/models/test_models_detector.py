@@ -152,6 +152,9 @@ def test_multi_detector_merges_per_image(openvino, pytorch, london, grey) -> Non
     assert len(merged) == len(openvino.detect([london[0]])[0]) + len(pytorch.detect([london[0]])[0])
     assert set(merged.data["model"]) == {openvino.ref, pytorch.ref}
     assert len(empty) == 0
+    found = openvino.detect([london[0]])[0]
+    one_empty = Detections.merge([found, Detections.empty(found.image_size, pytorch.ref)])  # a model that saw nothing
+    assert list(one_empty.data["model"]) == [openvino.ref] * len(found) and len(one_empty.data["label"]) == len(found)
     default = load_detectors(ModelsConfig())
     assert [d.model_name for d in default.detectors] == ["yolo11n-coco-openvino-int8", "citypatrol-city"]  # COCO beside the city model
 
