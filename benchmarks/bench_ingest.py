@@ -10,7 +10,11 @@ On the sample footage (`sample_videos/`, placed by `citypatrol samples fetch`), 
                 batched like the batch runner does; one variant per backend (PyTorch .pt, ONNX
                 Runtime, OpenVINO INT8 from the registry, OpenVINO fp32 exported here);
   (c) pipeline  `run_batch` with the default `Config` (default model; detector + tracker + rules +
-                case store + evidence + report), the whole-pipeline figure.
+                case store + evidence + report), the whole-pipeline figure;
+  (d) stride    the sampling a user can ask ultralytics for: `predict(source=video, stream=True,
+                vid_stride=N)` with N = the video's frame rate × the default cadence, PyTorch .pt at
+                640, so it analyses about as many frames as (b) and (c). (c)/(a) and (c)/(d) are both
+                printed: the pipeline against the naive loop and against ultralytics' own sampling.
 
 Every variant runs in its own subprocess, so its peak RSS (`ru_maxrss` at the end of the child) is
 its own. Model loading and one warm-up inference on a blank image happen before the clock starts
@@ -127,6 +131,36 @@ def _run_naive(videos: list[Path], passes: int) -> tuple[list[dict], dict]:
     return timings, {"weights": _weights_path().name, "device": str(model.device) if hasattr(model, "device") else "cpu"}
 
 
+def _run_stride(videos: list[Path], passes: int, cadence_s: float) -> tuple[list[dict], dict]:
+    """(d) ultralytics' video loop with vid_stride at the cadence: every video's frames read, one in N inferred."""
+    import citypatrol.models  # noqa: F401  (ultralytics offline, as everywhere in citypatrol)
+    from ultralytics import YOLO
+
+    import av
+
+    model = YOLO(str(_weights_path()))
+    model.predict(_warm_image(), imgsz=IMGSZ, verbose=False)
+    strides, totals = {}, {}
+    for video in videos:
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            total = stream.frames or round(float(stream.duration * stream.time_base) * fps)
+        strides[video.name] = max(1, round(fps * cadence_s))
+        totals[video.name] = total
+    timings = []
+    for _ in range(passes):
+        frames = boxes = 0
+        w0, c0 = time.perf_counter(), _cpu_now()
+        for video in videos:
+            for result in model.predict(source=str(video), stream=True, vid_stride=strides[video.name], imgsz=IMGSZ, verbose=False):
+                frames += 1
+                boxes += len(result.boxes)
+        timings.append({"wall_s": time.perf_counter() - w0, "cpu_s": _cpu_now() - c0,
+                        "frames_analysed": frames, "frames_decoded": sum(totals.values()), "detections": boxes})
+    return timings, {"weights": _weights_path().name, "vid_stride": strides}
+
+
 def _detector_config(backend: str):
     from citypatrol.pipeline.config.models import DetectorConfig
 
@@ -223,7 +257,8 @@ def child_main(variant: str, videos: list[Path], passes: int, out: Path) -> None
         kind, _, backend = variant.partition(":")
         runner = {"naive": lambda: _run_naive(videos, passes),
                   "sampled": lambda: _run_sampled(videos, passes, backend),
-                  "pipeline": lambda: _run_pipeline(videos, passes)}[kind]
+                  "pipeline": lambda: _run_pipeline(videos, passes),
+                  "stride": lambda: _run_stride(videos, passes, float(backend))}[kind]
         timings, info = runner()
     total_wall, total_cpu = time.perf_counter() - w0, _cpu_now() - c0
     info["threads"] = _thread_settings()
@@ -430,6 +465,8 @@ def _label(variant: str) -> tuple[str, str]:
         return "(a) ultralytics predict(stream=True), every frame", "PyTorch .pt"
     if kind == "pipeline":
         return "(c) citypatrol run_batch, default Config", "default models: " + _default_models()
+    if kind == "stride":
+        return f"(d) ultralytics predict(stream=True, vid_stride=fps×{float(backend):g} s)", "PyTorch .pt"
     return "(b) citypatrol open_source + Detector", BACKENDS[backend]
 
 
@@ -465,6 +502,26 @@ def _per_video_lines(rows: list[dict]) -> list[str]:
             "*wall s* of (b) shows in brackets the part spent in `Detector.detect` (pre-processing, inference, NMS)."]
 
 
+def pipeline_ratios(rows: list[dict]) -> str | None:
+    """(c) against (a), the naive loop, and against (d), ultralytics' own sampling at the cadence."""
+    by = {r["variant"].partition(":")[0]: r for r in rows}
+    c, a, d = by.get("pipeline"), by.get("naive"), by.get("stride")
+    if c is None or a is None or d is None:
+        return None
+    return (f"**(c) pipeline: {c['per_wall'] / a['per_wall']:.1f}× (a) per wall-second and {c['per_cpu'] / a['per_cpu']:.1f}× "
+            f"per CPU-second; {c['per_wall'] / d['per_wall']:.1f}× (d) `vid_stride` per wall-second and "
+            f"{c['per_cpu'] / d['per_cpu']:.1f}× per CPU-second.**")
+
+
+def _stride_lines(rows: list[dict]) -> list[str]:
+    row = next((r for r in rows if r["variant"].startswith("stride:")), None)
+    if row is None:
+        return []
+    parts = [f"`{n}` every {k}th frame" for n, k in row["info"]["vid_stride"].items()]
+    return ["- (d) reads every frame of each video with OpenCV and infers one in N (PyTorch .pt at "
+            f"{IMGSZ}, like (a)): " + "; ".join(parts) + "."]
+
+
 def _threads_note(row: dict) -> str:
     t = row["info"]["threads"]
     parts = []
@@ -473,6 +530,7 @@ def _threads_note(row: dict) -> str:
     if t.get("OMP_NUM_THREADS") is not None:
         parts.append(f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}")
     name = row["variant"].replace("sampled:", "(b) ").replace("naive", "(a)").replace("pipeline", "(c)")
+    name = "(d)" if name.startswith("stride:") else name
     return f"{name}: {', '.join(parts) or 'torch not loaded'}"
 
 
@@ -492,6 +550,7 @@ def render_section(run: dict) -> str:
         "",
         *render_table(rows),
         "",
+        *([pipeline_ratios(rows), ""] if pipeline_ratios(rows) else []),
         "- **camera-s per wall-s**: seconds of footage analysed per second of elapsed time (median pass; range over "
         "passes in brackets). **per CPU-s**: per second of the variant's process CPU time (all threads). "
         "**CPU use**: CPU-s / wall-s, i.e. cores kept busy. **(b)/(a)**: the row's figure over (a)'s.",
@@ -504,6 +563,7 @@ def render_section(run: dict) -> str:
         "(batch 4, grouped by image shape). PyTorch, ONNX and OpenVINO fp32 use a rectangular letterbox "
         f"(dynamic shapes); the INT8 model is a fixed {IMGSZ}×{IMGSZ} export.",
         *_per_video_lines(rows),
+        *_stride_lines(rows),
         "- (c) is everything `citypatrol analyze` does per frame (tracker, rules, case store, evidence clips, "
         "annotated sample frames, report), with the default models: the COCO model and the city model on every "
         "analysed frame.",
@@ -602,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("naive", args.naive_passes)] + [(f"sampled:{b}", passes) for b in backends]
     if not args.no_pipeline:
         variants.append(("pipeline", passes))
+    variants.append((f"stride:{cadence:g}", passes))
 
     machine = machine_info()
     ps_before = _top_processes()
@@ -649,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
             if r is not base:
                 print(f"ratio {r['variant']}/(a): {r['per_wall'] / base['per_wall']:.1f}× per wall-second, "
                       f"{r['per_cpu'] / base['per_cpu']:.1f}× per CPU-second")
+    if pipeline_ratios(rows):
+        print(pipeline_ratios(rows).replace("**", "").replace("`", ""))
     print(f"\nload average before {load_before}, after {load_after}; other processes used "
           f"{w['others_cpu_s']:.0f} CPU-s during the {w['wall_s']:.0f} s run"
           + (" (competing for the CPU)" if competing else ""))

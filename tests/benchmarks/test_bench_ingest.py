@@ -41,7 +41,7 @@ def test_quick_run_reports_every_figure(tmp_path: Path, assets: Path) -> None:
     out = proc.stdout
 
     run = json.loads(raw.read_text())
-    assert [r["variant"] for r in run["rows"]] == ["naive", "sampled:openvino-int8", "pipeline"]
+    assert [r["variant"] for r in run["rows"]] == ["naive", "sampled:openvino-int8", "pipeline", "stride:2"]
     assert len(run["durations"]) == 1  # --quick: the shortest video only
     for row in run["rows"]:
         assert row["per_wall"] > 0 and row["per_cpu"] > 0 and row["peak_rss_mib"] > 0, row
@@ -49,8 +49,11 @@ def test_quick_run_reports_every_figure(tmp_path: Path, assets: Path) -> None:
     naive, sampled = run["rows"][0], run["rows"][1]
     assert naive["frames_analysed"] == naive["frames_decoded"]  # (a) infers every frame
     assert sampled["frames_analysed"] < naive["frames_analysed"]  # (b) samples at the cadence
+    stride = run["rows"][3]
+    assert stride["frames_analysed"] < stride["frames_decoded"] == naive["frames_decoded"]  # (d) reads all, infers 1 in N
 
     assert re.search(r"ratio sampled:openvino-int8/\(a\): [\d.]+× per wall-second, [\d.]+× per CPU-second", out), out
+    assert re.search(r"\(c\) pipeline: [\d.]+× \(a\) per wall-second .*× \(d\) vid_stride per wall-second", out), out
     assert "camera-s per wall-s" in out and "peak RSS" in out
     assert "load average before" in out
 
