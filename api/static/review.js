@@ -155,7 +155,9 @@
     if (c.category.value === "billboard" && QUEUE.includes(c.status)) info.push(signForm());
     if (crop) info.push(h("figure", { class: "crop" }, h("img", { src: crop.url, alt: t("case.crop") }), h("figcaption", { text: t("case.crop") })));
     if (d) info.push(h("h3", { text: t("case.history") }), historyList(d));
+    const typing = document.activeElement && document.activeElement.closest("#sign-form") ? document.activeElement.id : null;
     els.info.replaceChildren(...info);
+    if (typing && document.getElementById(typing)) document.getElementById(typing).focus(); // a live update does not take the form away
     for (const chip of els.info.querySelectorAll(".cat-chip")) chip.style.borderColor = chip.dataset.color;
   }
 

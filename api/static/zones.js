@@ -151,6 +151,8 @@
         h("label", {}, t("zones.name"), field("name", z.name || "", { maxlength: 200 })),
         h("label", {}, t("zones.kind"), kind),
         h("p", { class: "muted", text: z.polygon.length + " " + t("zones.points") }),
+        z.kind === "approved_ad" && z.permit ? h("p", { class: "muted zpermit",
+          text: t("sign.permit") + " " + z.permit + " · " + t("sign.until") + " " + (z.valid_until || "–") }) : null,
         isAdmin ? h("button", { type: "button", class: "bad small", text: t("zones.delete"),
           onclick: (ev) => { ev.stopPropagation(); zones.splice(i, 1); selected = -1; setDirty(true); renderList(); draw(); } }) : null);
     }));
@@ -203,11 +205,20 @@
     if (why) toast(t("zones.noframe") + ": " + why, "error");
   }
 
+  // What is saved of a zone; a register entry (approved_ad) keeps its permit, last day and look.
+  function zoneBody(z) {
+    const body = { id: z.id, name: z.name || "", kind: z.kind, polygon: z.polygon, hours: z.hours || [], dwell_s: z.dwell_s ?? null };
+    if (z.kind === "approved_ad") {
+      for (const k of ["permit", "valid_until", "look"]) if (z[k]) body[k] = z[k];
+    }
+    return body;
+  }
+
   async function save() {
     if (!isAdmin) { toast(t("zones.readonly"), "error"); return; }
     const body = {
       base_version: version,
-      zones: zones.map((z) => ({ id: z.id, name: z.name || "", kind: z.kind, polygon: z.polygon, hours: z.hours || [], dwell_s: z.dwell_s ?? null })),
+      zones: zones.map(zoneBody),
     };
     try {
       const zs = await api("/api/v1/cameras/" + encodeURIComponent(cameraId) + "/zones", { method: "PUT", body });

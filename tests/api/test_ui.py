@@ -358,5 +358,20 @@ def test_a_reviewer_approves_a_sign_from_the_case(browser, ui_server):
     decided = case(ui_server, "c-london-poster")
     assert decided["status"] == "rejected" and "permit SZ-2026-0042" in decided["history"][-1]["reason"]
     zones = ui_server.client("admin").get("/api/v1/cameras/london/zones").json()
-    assert zones["zones"][-1]["permit"] == "SZ-2026-0042" and zones["zones"][-1]["kind"] == "approved_ad"
+    entry = zones["zones"][-1]
+    assert entry["permit"] == "SZ-2026-0042" and entry["kind"] == "approved_ad" and entry["look"]
+
+    # an admin editing the camera's zones afterwards keeps the register entry whole
+    admin = new_page(browser, ui_server.url, errors)
+    sign_in(admin, "admin")
+    admin.goto("/zones")
+    admin.select_option("#camera-select", "london")
+    expect(admin.locator("#zone-list li")).to_have_count(2)
+    expect(admin.locator("#zone-list .zpermit")).to_contain_text("SZ-2026-0042")
+    admin.fill('#zone-list li[data-id="hoarding"] input[name=name]', "施工围挡 east")
+    admin.click("#zone-save")
+    expect(admin.locator("#toast")).to_contain_text("已保存，版本 2")
+    kept = ui_server.client("admin").get("/api/v1/cameras/london/zones").json()["zones"]
+    assert kept[0]["name"] == "施工围挡 east"
+    assert {k: kept[1][k] for k in ("permit", "valid_until", "look")} == {k: entry[k] for k in ("permit", "valid_until", "look")}
     assert not errors, errors
