@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         mounts.add_factory(f"/{name}", factory)
         cameras.append(cam)
 
+    # Each client in its own thread (the default pool has one): with one, clients are set up one after
+    # another, each waiting for its camera's next keyframe, so N cameras take N × ~1 s to connect.
+    pool = GstRtspServer.RTSPThreadPool()
+    pool.set_max_threads(max(4, len(cameras)))
+    server.set_thread_pool(pool)
     loop = GLib.MainLoop()
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr, flush=True)
