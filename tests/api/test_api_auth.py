@@ -36,6 +36,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/cases/{case_id}/confirm"): {R, M},
     ("POST", "/api/v1/cases/{case_id}/reject"): {R, M},
     ("POST", "/api/v1/cases/{case_id}/reclassify"): {R, M},
+    ("POST", "/api/v1/cases/{case_id}/approve-sign"): {R, M},
     ("POST", "/api/v1/cases/{case_id}/merge"): {R, M},
     ("POST", "/api/v1/cases/{case_id}/notes"): {R, M},
     ("POST", "/api/v1/cases/{case_id}/box"): {R, M},
