@@ -46,8 +46,12 @@ COCO: dict[str, str] = {
     "suitcase": "goods",
 }
 
-# citypatrol's own city model (models/weights/MODEL_CARD.md): its labels already are canonical.
-CITY: dict[str, str] = {name: name for name in ("garbage_bin", "garbage_overflow", "garbage_pile", "billboard")}
+# citypatrol's own city model (models/weights/MODEL_CARD.md): its labels are canonical, except
+# `street_vendor`, which is what the vending rule calls a `stall` (a stall by itself, no cues needed).
+CITY: dict[str, str] = {
+    **{name: name for name in ("garbage_bin", "garbage_overflow", "garbage_pile", "billboard")},
+    "street_vendor": "stall",
+}
 
 LABEL_MAPS: dict[str, dict[str, str]] = {"coco": COCO, "city": CITY}
 

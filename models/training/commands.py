@@ -16,7 +16,7 @@ def train_cmd(
     out: Optional[Path] = typer.Option(None, help="Run folder; with --data city the dataset is built into <out>/dataset (default: runs/city in the user cache, ~/.cache/citypatrol on Linux)."),
     batch: int = typer.Option(16, min=1),
     base: Optional[str] = typer.Option(None, help="Starting weights (default: the mirror's COCO yolo11n)."),
-    device: str = typer.Option("cpu", help="'cpu' or 'cuda:0' …"),
+    device: str = typer.Option("auto", help="'auto' (a CUDA GPU when present, else the CPU), 'cpu' or 'cuda:0' …"),
     workers: int = typer.Option(0, min=0, help="Dataloader worker processes (0 on a shared 2-core machine)."),
     max_train: Optional[int] = typer.Option(None, help="With --data city: cap on training images (time budget)."),
     max_val: Optional[int] = typer.Option(None, help="With --data city: cap on validation images (smoke tests only)."),
@@ -25,8 +25,10 @@ def train_cmd(
     cache: str = typer.Option("ram", help="'ram', 'disk' or 'none': where decoded images are cached."),
     seed: int = typer.Option(0),
     build_only: bool = typer.Option(False, help="Only build the dataset (with --data city) and print its data.yaml."),
+    warmup_epochs: float = typer.Option(3.0, min=0.0, help="Warm-up epochs (1 is enough when --base is a city model)."),
+    resume: bool = typer.Option(False, help="Go on from <out>/weights/last.pt: a run stopped by --time-h or killed continues where it was."),
 ) -> None:
-    """Fine-tune the city-problem detector (garbage_bin, garbage_overflow, garbage_pile, billboard).
+    """Fine-tune the city-problem detector (garbage_bin, garbage_overflow, garbage_pile, billboard, street_vendor).
 
     Trains on the CPU or a GPU, offline; writes <out>/best.pt and <out>/train_summary.json (held-out metrics).
     """
@@ -40,7 +42,7 @@ def train_cmd(
     settings = TrainSettings(
         data=data, epochs=epochs, imgsz=imgsz, batch=batch, out=out, base=base, device=device,
         workers=workers, max_train=max_train, max_val=max_val, fraction=fraction, seed=seed, time_h=time_h,
-        cache=False if cache == "none" else cache,
+        cache=False if cache == "none" else cache, warmup_epochs=warmup_epochs, resume=resume,
     )
     summary = train(settings)
     typer.echo(json.dumps({k: summary[k] for k in ("weights", "train_wall_s", "metrics", "per_class")}, indent=1))

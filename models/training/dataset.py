@@ -36,7 +36,7 @@ from citypatrol.models.assets import cache_dir
 log = logging.getLogger(__name__)
 
 # citypatrol's canonical classes that this model predicts, in class-id order.
-CITY_CLASSES: list[str] = ["garbage_bin", "garbage_overflow", "garbage_pile", "billboard"]
+CITY_CLASSES: list[str] = ["garbage_bin", "garbage_overflow", "garbage_pile", "billboard", "street_vendor"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 DUP_HAMMING = 10  # dHash bits, same source only; measured: re-shot/sheared copies of one scene at 7-10 (see DATA_CARD.md)
@@ -80,6 +80,16 @@ SOURCES: tuple[DatasetSource, ...] = (
         },
         licence="CC0 1.0",
         origin="Urban-Research-Lab/building-facades-advertising-dataset @9782a3e7",
+    ),
+    DatasetSource(
+        # Nadir aerial orthophoto chips: a box is a vendor's umbrella or canopy seen from above.
+        name="vendors_bogota",
+        folder="datasets/street_vendors_bogota_aerial",
+        image_dirs=(("train/images", "train/labels"), ("valid/images", "valid/labels"), ("test/images", "test/labels")),
+        names=("vendedor_ambulante",),
+        label_map={"vendedor_ambulante": "street_vendor"},
+        licence="CC BY 4.0",
+        origin="Ingenieco/pesquisaMMQ @8bca6ae3 (Roboflow 'vendedores_ambulantes_pesquisa' v8)",
     ),
 )
 

@@ -55,7 +55,7 @@ import numpy as np
 import yaml
 from citypatrol.annotate.evidence import crop_bounds
 from citypatrol.models.assets import sha256_file
-from citypatrol.models.labelmaps import COCO, COCO_NAMES
+from citypatrol.models.labelmaps import CITY, COCO, COCO_NAMES
 from citypatrol.models.training.dataset import CITY_CLASSES
 from citypatrol.models.verifier import NOT_A_PROBLEM, not_a_problem_label
 from citypatrol.pipeline.boxes import box_iou
@@ -378,7 +378,7 @@ def class_names(classes: list[str] | None, positives: list[str]) -> tuple[list[s
     if classes == ["coco"]:
         return list(COCO_NAMES), {canon: label for label, canon in COCO.items()}
     if classes == ["city"]:
-        return list(CITY_CLASSES), {}
+        return list(CITY_CLASSES), {canon: label for label, canon in CITY.items() if canon != label}
     return (list(classes) if classes else positives), {}
 
 

@@ -1,6 +1,7 @@
 """Measurements for a model card: held-out metrics, latency per backend, detections on footage.
 
     python -m citypatrol.models.training.report metrics  WEIGHTS DATA_YAML --imgsz 384 [--imgsz 480 …]
+    python -m citypatrol.models.training.report classes  WEIGHTS DATA_YAML --imgsz 480 --conf 0.45
     python -m citypatrol.models.training.report latency  WEIGHTS --imgsz 384 --out DIR
     python -m citypatrol.models.training.report footage  WEIGHTS --imgsz 384
     python -m citypatrol.models.training.report draw     WEIGHTS IMAGE… --imgsz 384 --out DIR
@@ -69,6 +70,20 @@ def _time_predict(model, image: np.ndarray, imgsz: int, runs: int, warmup: int) 
 @app.command()
 def metrics(weights: Path, data_yaml: Path, imgsz: list[int] = typer.Option([384])) -> None:
     print(json.dumps([held_out_metrics(weights, data_yaml, s) for s in imgsz], indent=1))
+
+
+@app.command()
+def classes(weights: Path, data_yaml: Path, imgsz: int = 384, conf: float = 0.45, goal: float = 0.95) -> None:
+    """Per class at IoU 0.5: P/R at `conf`, the lowest threshold with precision ≥ `goal` and the recall
+    left there, the P/R curve, and the confusion between classes (what each labelled object was taken for)."""
+    from .class_metrics import class_figures, confusion, predictions_on_split
+
+    results = predictions_on_split(weights, data_yaml, imgsz)
+    names = sorted({c for r in results for c in r.gt_cls} | {c for r in results for c in r.pred_cls})
+    figures = [class_figures(results, c, conf, goal) for c in names]
+    print(json.dumps({"weights": str(weights), "imgsz": imgsz, "conf": conf, "precision_goal": goal,
+                      "images": len(results), "classes": [f.__dict__ for f in figures],
+                      "confusion": confusion(results, names, conf)}, indent=1))
 
 
 @app.command()

@@ -34,7 +34,7 @@ class TrainSettings:
     batch: int = 16
     out: Path = Path("runs/city")
     base: str | None = None  # starting weights; default: the mirror's COCO yolo11n
-    device: str = "cpu"
+    device: str = "auto"  # 'auto' = the first CUDA GPU when there is one, else the CPU
     workers: int = 0
     max_train: int | None = None  # only for data='city': cap on training images (time budget)
     max_val: int | None = None  # only for data='city', smoke tests only: cap on validation images
@@ -46,6 +46,17 @@ class TrainSettings:
     cache: bool | str = "ram"  # decoded images in RAM (~0.7 GB for the city set at 384 px)
     time_h: float | None = None  # wall-clock budget in hours: ultralytics fits the epochs (and LR schedule) to it
     close_mosaic: int = 3  # last epochs without mosaic; ultralytics' default 10 is most of a short CPU run
+    warmup_epochs: float = 3.0  # 1 is enough when starting from a citypatrol city model rather than COCO
+    resume: bool = False  # go on from <out>/weights/last.pt (an interrupted or time-limited run)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda:0' when torch sees a GPU, else 'cpu'; anything else is passed through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_data(data: str, dataset_dir: Path, *, max_train: int | None = None, max_val: int | None = None,
@@ -72,17 +83,26 @@ def train(s: TrainSettings) -> dict:
 
     out = Path(s.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    data_yaml = resolve_data(s.data, out / "dataset", max_train=s.max_train, max_val=s.max_val, seed=s.seed)
+    device = resolve_device(s.device)
     base = resolve_base(s.base)
-    model = YOLO(str(base))
     t0 = time.time()
-    model.train(
-        data=str(data_yaml), epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=s.device,
-        workers=s.workers, project=str(out.parent), name=out.name, exist_ok=True,
-        amp=False, plots=False, val=s.val_each_epoch, seed=s.seed, deterministic=True,
-        patience=s.patience, lr0=s.lr0, fraction=s.fraction, cache=s.cache, verbose=False,
-        pretrained=True, close_mosaic=s.close_mosaic, **({"time": s.time_h} if s.time_h else {}),
-    )
+    if s.resume:
+        last = out / "weights" / "last.pt"
+        if not last.exists():
+            raise FileNotFoundError(f"nothing to resume: {last} does not exist (start a run with the same --out first)")
+        data_yaml = out / "dataset" / "data.yaml" if s.data == "city" else Path(s.data)
+        log.info("resuming %s", last)
+        YOLO(str(last)).train(resume=True, device=device)
+    else:
+        data_yaml = resolve_data(s.data, out / "dataset", max_train=s.max_train, max_val=s.max_val, seed=s.seed)
+        YOLO(str(base)).train(
+            data=str(data_yaml), epochs=s.epochs, imgsz=s.imgsz, batch=s.batch, device=device,
+            workers=s.workers, project=str(out.parent), name=out.name, exist_ok=True,
+            amp=False, plots=False, val=s.val_each_epoch, seed=s.seed, deterministic=True,
+            patience=s.patience, lr0=s.lr0, fraction=s.fraction, cache=s.cache, verbose=False,
+            pretrained=True, close_mosaic=s.close_mosaic, warmup_epochs=s.warmup_epochs,
+            **({"time": s.time_h} if s.time_h else {}),
+        )
     train_s = time.time() - t0
     weights = out / "weights" / "best.pt"
     if not weights.exists():
@@ -91,7 +111,7 @@ def train(s: TrainSettings) -> dict:
     shutil.copy2(weights, best)
 
     trained = YOLO(str(best))
-    metrics = trained.val(data=str(data_yaml), imgsz=s.imgsz, batch=s.batch, device=s.device, workers=s.workers,
+    metrics = trained.val(data=str(data_yaml), imgsz=s.imgsz, batch=s.batch, device=device, workers=s.workers,
                           plots=False, split="val", project=str(out), name="val", exist_ok=True, verbose=False)
     names = trained.names
     per_class = {}
