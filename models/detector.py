@@ -65,6 +65,8 @@ class Detector:
             raise DetectorError(f"detector {cfg.name!r}: {exc}") from None
         self.version = entry.version if entry else _short_hash(self.weights)
         self.model_name = entry.name if entry else self.weights.name
+        if cfg.export != "none" and self.format is WeightsFormat.pt:
+            self.weights, self.format = self._exported(cfg.export)
         self.imgsz = entry.imgsz if entry and not entry.dynamic else cfg.imgsz
         self.fixed_size = bool(entry and not entry.dynamic)  # an export whose input size cannot change
         self._size_warned: set[int] = set()
@@ -90,6 +92,16 @@ class Detector:
     def _registry_entry(weights: str) -> ModelEntry | None:
         registry = load_registry()
         return registry.get(weights) if weights in registry else None
+
+    def _exported(self, fmt: str) -> tuple[Path, WeightsFormat]:
+        from citypatrol.models.export import ExportError, cached_export
+
+        try:
+            path = cached_export(self.weights, fmt, self.cfg.imgsz)
+        except ExportError as exc:
+            raise DetectorError(f"detector {self.name!r}: {exc}") from None
+        log.info("detector %r: %s runs as its %s export %s", self.name, self.model_name, fmt, path)
+        return path, format_of(path)
 
     def _load(self):
         """Load through ultralytics and run one blank image, so a bad file fails here, named, not mid-stream."""

@@ -9,6 +9,7 @@ input size at run time — so a detector can batch images from several cameras. 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 
@@ -63,3 +64,32 @@ def export_weights(
         if made_link:
             staged.unlink(missing_ok=True)
     return Path(str(result))
+
+
+def cached_export(weights: Path, fmt: ExportFormat | str, imgsz: int) -> Path:
+    """The dynamic `fmt` export of `weights`, built on first use into the user cache and reused after.
+
+    Keyed by the weights' sha256, so a new release gets a new export; built in a temporary folder
+    and renamed into place, so two processes starting at once never load a half-written export.
+    """
+    from citypatrol.models.assets import cache_dir, sha256_file
+
+    fmt = ExportFormat(fmt)
+    weights = Path(weights).expanduser().resolve()
+    home = cache_dir() / "exports" / f"{weights.stem}-{sha256_file(weights)[:16]}-{fmt.value}"
+    done = home / "ready"
+    if done.is_file():
+        return home / done.read_text().strip()
+    home.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{home.name}-", dir=home.parent))
+    try:
+        made = export_weights(weights, fmt, tmp, imgsz=imgsz, dynamic=True)
+        (tmp / "ready").write_text(made.relative_to(tmp).as_posix())
+        try:
+            tmp.rename(home)
+        except OSError:  # another process got there first: use its export
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return home / done.read_text().strip()

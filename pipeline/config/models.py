@@ -345,6 +345,10 @@ class DetectorConfig(Strict):
     conf: float = Field(0.25, ge=0.01, le=1, description="Minimum confidence kept from this model.")
     iou: float = Field(0.5, ge=0.05, le=0.95, description="NMS IoU threshold.")
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:0' …")
+    export: Literal["none", "openvino", "onnx"] = Field(
+        "none",
+        description="Run .pt weights through this export instead (dynamic shape, built once on first use into the "
+                    "user cache, keyed by the weights' sha256); 'none' = run the weights as they are.")
     batch: int = Field(4, ge=1, le=256, description="Images per inference call across cameras.")
     classes: list[str] = Field(
         default_factory=list,

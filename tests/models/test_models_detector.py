@@ -173,6 +173,26 @@ def test_onnx_export_of_the_pt_detects_cars(assets, tmp_path: Path, london) -> N
         export_weights(pt, "onnx", tmp_path / "export", imgsz=320)
 
 
+def test_pt_runs_through_its_openvino_export_built_once(assets, tmp_path: Path, london, monkeypatch) -> None:
+    """`export: openvino` builds a dynamic export into the cache on first use and reuses it after;
+    it finds what the .pt finds, at the detector's size and at a camera's own size."""
+    monkeypatch.setenv("CITYPATROL_CACHE", str(tmp_path / "cache"))
+    cfg = DetectorConfig(name="coco-pt", weights="yolo11n-coco", imgsz=320, batch=2)
+    reference = Detector(cfg)
+    exported = Detector(cfg.model_copy(update={"export": "openvino"}))
+    assert exported.format == "openvino" and exported.weights.is_relative_to(tmp_path / "cache" / "exports")
+    assert exported.ref == reference.ref  # same weights, same provenance
+    for size in (None, 480):
+        ref = reference.detect(london, [size, size])
+        got = exported.detect(london, [size, size])
+        for r, g in zip(ref, got):
+            assert counts(g) == counts(r)
+            assert np.abs(np.sort(g.confidence) - np.sort(r.confidence)).max() < 0.02
+    made = sorted((tmp_path / "cache" / "exports").iterdir())
+    again = Detector(cfg.model_copy(update={"export": "openvino"}))
+    assert again.weights == exported.weights and sorted((tmp_path / "cache" / "exports").iterdir()) == made
+
+
 @pytest.mark.parametrize("name", ["broken.pt", "broken.onnx", "broken_openvino_model"])
 def test_corrupt_weights_fail_at_load_naming_the_file(assets, tmp_path: Path, name: str) -> None:
     path = tmp_path / name
