@@ -82,6 +82,10 @@ class Detector:
         if not self._keep_ids:
             raise DetectorError(f"detector {cfg.name!r}: no label of {self.model_name} is kept (classes {cfg.classes})")
         self.classes: frozenset[str] = frozenset(self._label_map[labels[i]] for i in self._keep_ids)
+        unknown = sorted(set(cfg.class_conf) - self.classes)
+        if unknown:
+            raise DetectorError(f"detector {cfg.name!r}: class_conf names {unknown}, which {self.model_name} does not "
+                                f"emit (it emits {sorted(self.classes)})")
 
     @property
     def ref(self) -> str:
@@ -151,7 +155,8 @@ class Detector:
 
     def _predict_args(self, classes: list[int] | None, imgsz: int | None = None) -> dict:
         return dict(
-            imgsz=imgsz or self.imgsz, conf=self.cfg.conf, iou=self.cfg.iou, device=self.cfg.device,
+            imgsz=imgsz or self.imgsz, conf=min([self.cfg.conf, *self.cfg.class_conf.values()]), iou=self.cfg.iou,
+            device=self.cfg.device,
             classes=classes, verbose=False,
         )  # fmt: skip
 
@@ -191,10 +196,12 @@ class Detector:
         ids = boxes.cls.cpu().numpy().astype(int)
         raw = np.array([self._labels[i] for i in ids], dtype=object)
         canonical = np.array([self._label_map.get(label, "") for label in raw], dtype=object)
-        keep = canonical != ""
+        conf = boxes.conf.cpu().numpy().astype(np.float32)
+        floor = np.array([self.cfg.class_conf.get(c, self.cfg.conf) for c in canonical], dtype=np.float32)
+        keep = (canonical != "") & (conf >= floor)
         return Detections(
             xyxy=boxes.xyxy.cpu().numpy().astype(np.float32)[keep],
-            confidence=boxes.conf.cpu().numpy().astype(np.float32)[keep],
+            confidence=conf[keep],
             class_name=canonical[keep],
             image_size=size,
             model=self.ref,

@@ -343,6 +343,10 @@ class DetectorConfig(Strict):
     )
     imgsz: int = Field(640, ge=64, le=4096, multiple_of=32, description="Inference size in pixels.")
     conf: float = Field(0.25, ge=0.01, le=1, description="Minimum confidence kept from this model.")
+    class_conf: dict[str, Annotated[float, Field(ge=0.01, le=1)]] = Field(
+        default_factory=dict,
+        description="Minimum confidence per canonical class, where it differs from `conf` (e.g. {stall: 0.6}).",
+    )
     iou: float = Field(0.5, ge=0.05, le=0.95, description="NMS IoU threshold.")
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:0' …")
     export: Literal["none", "openvino", "onnx"] = Field(

@@ -173,6 +173,21 @@ def test_onnx_export_of_the_pt_detects_cars(assets, tmp_path: Path, london) -> N
         export_weights(pt, "onnx", tmp_path / "export", imgsz=320)
 
 
+def test_class_conf_sets_a_threshold_per_class(assets, london, pytorch) -> None:
+    """A stricter threshold for one class drops only that class's weaker boxes; a looser one adds some."""
+    (base,) = pytorch.detect([london[0]])
+    strict = Detector(DetectorConfig(name="coco-pt", weights="yolo11n-coco", class_conf={"car": 0.8}))
+    (got,) = strict.detect([london[0]])
+    cars = base.confidence[base.class_name == "car"]
+    assert counts(got).get("car", 0) == int((cars >= 0.8).sum()) < len(cars)
+    assert {k: v for k, v in counts(got).items() if k != "car"} == {k: v for k, v in counts(base).items() if k != "car"}
+    loose = Detector(DetectorConfig(name="coco-pt", weights="yolo11n-coco", class_conf={"person": 0.05}))
+    (more,) = loose.detect([london[0]])
+    assert counts(more).get("person", 0) > counts(base).get("person", 0) and counts(more).get("car") == counts(base).get("car")
+    with pytest.raises(DetectorError, match=r"class_conf names \['giraffe'\]"):
+        Detector(DetectorConfig(name="coco-pt", weights="yolo11n-coco", class_conf={"giraffe": 0.5}))
+
+
 def test_pt_runs_through_its_openvino_export_built_once(assets, tmp_path: Path, london, monkeypatch) -> None:
     """`export: openvino` builds a dynamic export into the cache on first use and reuses it after;
     it finds what the .pt finds, at the detector's size and at a camera's own size."""
