@@ -17,7 +17,7 @@ from citypatrol.api.schemas import CASE_ID, BoxIn, CaseDetailOut, ConfirmIn, Mer
 from citypatrol.api.state import AppState, app_state
 from citypatrol.pipeline.cases.states import InvalidTransition
 from citypatrol.pipeline.store.records import CaseNotFound
-from citypatrol.pipeline.store.review import ReviewConflict
+from citypatrol.pipeline.store.review import ReviewConflict, UnknownCategory
 from citypatrol.pipeline.types import CaseStatus
 
 router = APIRouter(tags=["decisions"])
@@ -32,6 +32,8 @@ def _run(state: AppState, case_id: str, action) -> CaseDetailOut:  # noqa: ANN00
         raise HTTPException(404, str(exc)) from None
     except (InvalidTransition, ReviewConflict) as exc:
         raise HTTPException(409, str(exc)) from None
+    except UnknownCategory as exc:
+        raise HTTPException(422, str(exc)) from None
     return load_detail(state, case_id)
 
 
