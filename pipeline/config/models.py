@@ -878,10 +878,10 @@ class Config(Strict):
             if cam.id in ids:
                 raise ValueError(f"camera id {cam.id!r} appears twice")
             ids.add(cam.id)
+        self._check_categories()
         missing = [c.value for c in Category if c not in self.codes]
         if missing:
             raise ValueError(f"codes: no code for {', '.join(missing)}")
-        self._check_categories()
         for cam in self.cameras:
             for name, overrides in cam.rules.model_dump().items():
                 base = getattr(self.rules, name)
@@ -923,7 +923,7 @@ class Config(Strict):
         declared = {category_of(c.name): CodeEntry(code=c.code, name=c.title, major=c.major) for c in self.categories}
         for name, entry in self.codes.items():
             if not is_builtin(name) and entry != declared[name]:  # equal = a dumped config read back
-                raise ValueError(f"codes: {name!r} is a configured category; give its code in its `categories` entry")
+                raise ValueError(f"codes: {str(name)!r} is a configured category; give its code in its `categories` entry")
         codes = {**self.codes, **declared}
         object.__setattr__(self, "codes", codes)  # frozen model: filled in once, at load
 
