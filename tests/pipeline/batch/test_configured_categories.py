@@ -27,25 +27,17 @@ import pytest
 from citypatrol.models.detector import load_detectors
 from citypatrol.pipeline.batch.runner import run_batch
 from citypatrol.pipeline.config.loading import load_config
-from citypatrol.pipeline.config.models import Config, ConfiguredCategory, Zone
+from citypatrol.pipeline.config.models import Config, ConfiguredCategory
 from citypatrol.pipeline.evaluation.run import sample_cameras
 from citypatrol.pipeline.evaluation.samples import fetch_samples, load_samples
 from citypatrol.pipeline.evaluation.scoring import box_iou
-from footage import frame_at
+from footage import PKLOT_SPACE_4, PKLOT_SPACE_6, PKLOT_SPACE_11, box_zone, frame_at, pklot_door_fronts
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
 SHOP_FRONT, PILING = "shop_front_business", "material_piling"
-SPACE_4 = (0.348, 0.422, 0.448, 0.536)  # PKLot: the car already there at 06:25 (in the reference picture)
-SPACE_6 = (0.300, 0.275, 0.388, 0.365)  # from 06:55
-SPACE_11 = (0.570, 0.664, 0.676, 0.792)  # from 07:05
 BAGS = (0.06, 0.30, 0.65, 0.91)  # Amsterdam photo 273: the row of bags on cardboard
-
-
-def _zone(zid: str, kind: str, box: tuple[float, float, float, float], **kw) -> Zone:
-    x1, y1, x2, y2 = box
-    return Zone(id=zid, kind=kind, polygon=[[x1, y1], [x2, y1], [x2, y2], [x1, y2]], **kw)
 
 
 @pytest.fixture(scope="module")
@@ -66,21 +58,12 @@ def run(example, tmp_path_factory):
     off = {"illegal_parking": {"enabled": False}, "street_vending": {"enabled": False},
            "garbage": {"enabled": False}, "billboard": {"enabled": False}}
 
-    lot = cams["pklot_seq1"]
-    frames = sorted(Path(lot.source).iterdir())
-    lot = lot.model_copy(update={
-        "reference_image": frames[0],  # 06:25: the lot before the morning's cars
-        "rules": lot.rules.model_copy(update=off),
-        # the category's own dwell (600 s) applies: frames at 06:25, 06:55, 07:05, 07:10, 07:15
-        "zones": [_zone("space-6", "door_front", (0.28, 0.26, 0.40, 0.38)),
-                  _zone("space-11", "door_front", (0.55, 0.64, 0.70, 0.82)),
-                  _zone("space-4", "door_front", (0.33, 0.40, 0.47, 0.56))],
-    })
+    lot = pklot_door_fronts(cams["pklot_seq1"])  # the category's own dwell (600 s) applies
 
     photo = cams["ams_frame273"]
     photo = photo.model_copy(update={
         "rules": photo.rules.model_copy(update=off),
-        "zones": [_zone("pavement", "pavement", (0.0, 0.1, 1.0, 1.0), dwell_s=120)],
+        "zones": [box_zone("pavement", "pavement", (0.0, 0.1, 1.0, 1.0), dwell_s=120)],
     })
 
     street = cams["pedestrian"]
@@ -91,9 +74,9 @@ def run(example, tmp_path_factory):
     street = street.model_copy(update={
         "reference_image": tmp / "pedestrian_reference.png",
         "rules": street.rules.model_copy(update=off),
-        "zones": [_zone("shops-west", "door_front", (0.0, 0.25, 0.25, 0.65), dwell_s=1.5),
-                  _zone("shops-north", "door_front", (0.28, 0.08, 0.62, 0.22), dwell_s=1.5),
-                  _zone("pavement-east", "pavement", (0.75, 0.15, 0.98, 0.95), dwell_s=1.5)],
+        "zones": [box_zone("shops-west", "door_front", (0.0, 0.25, 0.25, 0.65), dwell_s=1.5),
+                  box_zone("shops-north", "door_front", (0.28, 0.08, 0.62, 0.22), dwell_s=1.5),
+                  box_zone("pavement-east", "pavement", (0.75, 0.15, 0.98, 0.95), dwell_s=1.5)],
     })
 
     config = example.model_copy(update={"cameras": [lot, photo, street]})
@@ -119,11 +102,11 @@ def test_scene_change_finds_cars_that_arrive_and_stay_not_the_one_in_the_referen
         assert isinstance(r.case.category, ConfiguredCategory) and r.case.category.value == SHOP_FRONT
         assert (r.codes.code, r.codes.name, r.codes.major) == ("0504", "店外经营", "街面秩序")
         assert r.case.zone_id in ("space-6", "space-11")
-        assert box_iou(r.case.box, SPACE_4) == 0
+        assert box_iou(r.case.box, PKLOT_SPACE_4) == 0
     found = {r.case.zone_id: r.case for r in cases}
     assert sorted(found) == ["space-11", "space-6"] and len(cases) == 2
-    assert box_iou(found["space-6"].box, SPACE_6) >= 0.3 and found["space-6"].opened_pts >= 1800 + 600  # at rest from 06:55
-    assert box_iou(found["space-11"].box, SPACE_11) >= 0.3 and found["space-11"].opened_pts >= 2401 + 600  # from 07:05
+    assert box_iou(found["space-6"].box, PKLOT_SPACE_6) >= 0.3 and found["space-6"].opened_pts >= 1800 + 600  # at rest from 06:55
+    assert box_iou(found["space-11"].box, PKLOT_SPACE_11) >= 0.3 and found["space-11"].opened_pts >= 2401 + 600  # from 07:05
 
 
 def test_stationary_object_finds_the_pile_of_bags(run):
