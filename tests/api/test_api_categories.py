@@ -54,6 +54,14 @@ def test_a_configured_category_is_listed_filtered_and_reclassified(db_url, evide
         stats = c.get("/api/v1/stats")
         assert stats.status_code == 200 and stats.json()["per_category"]["shop_front_business"] == 1  # c-bin now
 
+        admin = api.client("admin")
+        zones = admin.get("/api/v1/cameras/pedestrian/zones").json()
+        shop = {"id": "doors-2", "kind": "door_front", "polygon": [[0.3, 0.1], [0.6, 0.1], [0.6, 0.2]]}
+        put = admin.put("/api/v1/cameras/pedestrian/zones", json={"base_version": 0, "zones": [*zones["zones"], shop]})
+        assert put.status_code == 200 and [z["kind"] for z in put.json()["zones"]][-2:] == ["door_front", "door_front"]
+        typo = admin.post("/api/v1/cameras/pedestrian/zones/items", json={"base_version": 1, "zone": {**shop, "id": "d3", "kind": "doorfront"}})
+        assert typo.status_code == 422 and "d3 (doorfront)" in typo.json()["detail"]
+
         reviewer, _ = api.login("reviewer")
         page_html = reviewer.get("/").text
         assert "shop_front_business" in page_html and "door_front" in page_html  # offered in reclassify and the zone editor
