@@ -14,7 +14,9 @@ Each rule kind reuses the machinery of a built-in rule, applied to the category'
   ≥ dwell, its centre in a zone. The ads register does not apply: it approves billboards.
 
 The event's classes say the cue (the track's class, `scene_change` or `text`), so 核查 re-checks
-the case the same way.
+the case the same way. A scene_change event has no detector confidence: it scores `SCENE_SCORE`,
+below the review policy's default auto-submit threshold, so a reviewer sees it first unless the
+city's `review.overrides` for the category say otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from citypatrol.pipeline.config.categories import CategoryDef, RuleKind, category_of
-from citypatrol.pipeline.config.models import ZoneKind
+from citypatrol.pipeline.config.models import Zone, ZoneKind
 from citypatrol.pipeline.rules.base import (
     DEFAULT_REFRESH_S,
     EPS,
@@ -38,6 +40,8 @@ from citypatrol.pipeline.rules.vending import PERSON, cue_clusters, person_point
 from citypatrol.pipeline.rules.vending_scene import NewObjectTracker, people_at, people_boxes
 from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, Event
 from citypatrol.pipeline.zones import Anchor, box_in_zone
+
+SCENE_SCORE = 0.5
 
 
 class ConfiguredRule(BaseRule):
@@ -66,19 +70,19 @@ class ConfiguredRule(BaseRule):
             return f"{self.name}: the model offers no '{PERSON}' class to see people at it (min_people {d.min_people})"
         return None
 
-    def where(self, zone) -> str:  # noqa: ANN001 (Zone)
+    def where(self, zone: Zone) -> str:
         return f"{self.defn.zone_kind} zone {zone_label(zone)}"
 
     def _evaluate(self, ctx: RuleContext) -> list[Event]:
         zones = ctx.zones(self.defn.zone_kind)
         return self._find(ctx, zones) if zones else []
 
-    def _find(self, ctx: RuleContext, zones: list) -> list[Event]:  # pragma: no cover - abstract
+    def _find(self, ctx: RuleContext, zones: list[Zone]) -> list[Event]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class ConfiguredStationaryRule(ConfiguredRule):
-    def _find(self, ctx: RuleContext, zones: list) -> list[Event]:
+    def _find(self, ctx: RuleContext, zones: list[Zone]) -> list[Event]:
         d, classes = self.defn, set(self.defn.classes)
         events: list[Event] = []
         for t in ctx.seen_now():
@@ -97,7 +101,7 @@ class ConfiguredStationaryRule(ConfiguredRule):
 
 
 class ConfiguredClusterRule(ConfiguredRule):
-    def _find(self, ctx: RuleContext, zones: list) -> list[Event]:
+    def _find(self, ctx: RuleContext, zones: list[Zone]) -> list[Event]:
         d, classes = self.defn, set(self.defn.classes)
         now = [t for t in ctx.seen_now() if t.class_name in classes and t.score >= d.min_score and t.stationary_since is not None]
         w, h = ctx.pixel_scale()
@@ -130,7 +134,7 @@ class ConfiguredSceneRule(ConfiguredRule):
             return f"{self.name}: the model offers no '{PERSON}' class to leave passers-by out of what changed"
         return super().disabled_reason(model_classes)
 
-    def _find(self, ctx: RuleContext, zones: list) -> list[Event]:
+    def _find(self, ctx: RuleContext, zones: list[Zone]) -> list[Event]:
         if ctx.image is None or ctx.reference is None:
             return []
         d = self.defn
@@ -152,7 +156,7 @@ class ConfiguredSceneRule(ConfiguredRule):
             if self.refresh.due((ctx.camera.id, "scene", t.track_id, zone.id), since, ctx.pts):
                 with_people = f", {n_people} people at it" if d.min_people else ""
                 events.append(self.event(
-                    ctx, self.category, t.box, zone, since, 1.0, [], [SCENE_CUE],
+                    ctx, self.category, t.box, zone, since, SCENE_SCORE, [], [SCENE_CUE],
                     f"new object (not in the reference image) at rest {ctx.pts - since:.0f} s in {self.where(zone)}{with_people}",
                 ))
         return events
@@ -165,7 +169,7 @@ class ConfiguredTextRule(ConfiguredRule):
         super().__init__(category, refresh_s=refresh_s)
         self.texts = TextTracks()
 
-    def _find(self, ctx: RuleContext, zones: list) -> list[Event]:
+    def _find(self, ctx: RuleContext, zones: list[Zone]) -> list[Event]:
         if ctx.texts is None:
             return []
         d = self.defn

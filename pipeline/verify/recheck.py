@@ -33,8 +33,8 @@ import numpy as np
 
 from citypatrol.annotate.evidence import render_annotated, write_image
 from citypatrol.models.detector import MultiDetector
-from citypatrol.models.text import RapidTextReader, TextReader, TextReaderError
-from citypatrol.pipeline.config.models import Camera, Category, CategoryDef, Config, RuleKind, ZoneKind
+from citypatrol.models.text import RapidTextReader, TextReader, TextReaderError, TextRegion
+from citypatrol.pipeline.config.models import Camera, Category, CategoryDef, Config, RuleKind, Rules, Zone, ZoneKind
 from citypatrol.pipeline.dispatch import message as dm
 from citypatrol.pipeline.store.case_store import Store
 from citypatrol.pipeline.rules.scene_change import SceneChangeRule
@@ -200,7 +200,7 @@ class Verifier:
             return scene
         return lambda frame: cues(case.category, rules, self.detector.detect([frame.image])[0], case.box, v.match_iou)
 
-    def _configured_check(self, case: Case, cam: Camera, rules, defn: CategoryDef) -> Callable[[Frame], list[Cue]]:  # noqa: ANN001
+    def _configured_check(self, case: Case, cam: Camera, rules: Rules, defn: CategoryDef) -> Callable[[Frame], list[Cue]]:
         """A configured category is re-checked by its rule kind's cue."""
         v = self.config.verify
         if defn.rule is RuleKind.text_region:
@@ -210,7 +210,7 @@ class Verifier:
             return self._object_check(case, cam, defn.min_score, defn.min_area)
         return lambda frame: configured_cues(defn, self.detector.detect([frame.image])[0], case.box, v.match_iou)
 
-    def _text_check(self, case: Case, zone: list, judge: Callable) -> Callable[[Frame], list[Cue]]:  # noqa: ANN001
+    def _text_check(self, case: Case, zone: list[Zone], judge: Callable[[tuple[TextRegion, ...]], list[Cue]]) -> Callable[[Frame], list[Cue]]:
         """Text read again where the case was found (its zone's area, else around its box)."""
         if self.text_reader is None:
             try:
@@ -221,7 +221,7 @@ class Verifier:
         area = read_area(zone) if zone else _around(case.box)
         return lambda frame: judge(reader.read(frame.image, area).regions)
 
-    def _reference_and_zone(self, case: Case, cam: Camera) -> tuple[np.ndarray, object]:
+    def _reference_and_zone(self, case: Case, cam: Camera) -> tuple[np.ndarray, Zone]:
         reference = cv2.imread(str(cam.reference_image), cv2.IMREAD_COLOR) if cam.reference_image else None
         zone = next((z for z in cam.zones if z.id == case.zone_id), None)
         if reference is None or zone is None:

@@ -1,7 +1,7 @@
 """A configured category round the closed loop, on SQLite and PostgreSQL: 店外经营 as the example
 config declares it (scene_change in door_front zones), on the PKLot stills where cars arrive and stay
 (a real new object at rest: the rule kind's positive, not real 店外经营). The batch run opens its
-cases and the review policy auto-submits them; the dispatch message carries the category and the
+cases and the review policy auto-submits them (an override for the category); the dispatch message carries the category and the
 city's code like a built-in's; the simulator reports them handled; 核查 re-checks each place with
 the same cue (a new object against the reference picture) on footage of the empty lot and closes them.
 """
@@ -16,7 +16,7 @@ import pytest
 from citypatrol.models.detector import load_detectors
 from citypatrol.pipeline.batch.runner import run_batch
 from citypatrol.pipeline.config.loading import load_config
-from citypatrol.pipeline.config.models import Config, ReviewConfig, ReviewThresholds, VerifyConfig
+from citypatrol.pipeline.config.models import Config, ReviewConfig, ReviewOverride, VerifyConfig
 from citypatrol.pipeline.dispatch.dispatcher import Dispatcher, make_adapter
 from citypatrol.pipeline.evaluation.run import sample_cameras
 from citypatrol.pipeline.evaluation.samples import fetch_samples, load_samples
@@ -56,7 +56,8 @@ def test_a_configured_category_is_dispatched_with_its_code_and_verified(db_url, 
     base = dispatch_config(sim.url)
     config = Config.model_validate({
         **base.model_dump(), "cameras": [camera.model_dump()], "categories": [c.model_dump() for c in example.categories],
-        "review": ReviewConfig(default=ReviewThresholds(min_score=0.5)).model_dump(),
+        # a scene_change case has no detector score (0.5): the city lets this category's cases go on their own
+        "review": ReviewConfig(overrides=[ReviewOverride(category="shop_front_business", min_score=0.5)]).model_dump(),
         "verify": VerifyConfig(confirm_s=15, cadence_s=5, gap_s=5, max_watch_s=35).model_dump(),
         "storage": {**base.storage.model_dump(), "database_url": db_url, "evidence_dir": tmp_path / "evidence"},
     })
