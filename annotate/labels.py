@@ -61,8 +61,8 @@ def label_en(category: Category | str) -> str:
     return category_label(category).en
 
 
-def label_text(category: Category | str, score: float | None = None, *, cjk: bool = True) -> str:
+def label_text(category: Category | str, score: float | None = None, *, cjk: bool = True, title: str = "") -> str:
     """'机动车乱停放 illegal parking 0.82'; English only when no CJK font can draw it."""
-    lab = category_label(category)
+    lab = category_label(category, title)
     text = f"{lab.zh} {lab.en}" if cjk else lab.en
     return text if score is None else f"{text} {score:.2f}"

@@ -260,7 +260,8 @@ class Verifier:
     def _image(self, image: np.ndarray, case: Case, folder: str, name: str, kind: EvidenceKind, at: datetime, *,
                box: Box | None = None) -> str:
         cam = self.cameras.get(case.camera_id)
-        annotated = render_annotated(image, box or case.box, case.category, case.score,
+        code = self.config.codes.get(case.category)
+        annotated = render_annotated(image, box or case.box, case.category, case.score, title=code.name if code else "",
                                      camera_name=(cam.name or cam.id) if cam else case.camera_id,
                                      local_time=at.astimezone(self.tz), detail=f"核查 {name.removesuffix('.jpg')}")
         rel = f"{folder}/{name}"
