@@ -57,16 +57,13 @@ class ConfiguredRule(BaseRule):
     def required_classes(self) -> frozenset[str]:
         return frozenset(self.defn.classes)
 
-    def needs_people(self) -> bool:
-        return self.defn.min_people > 0
-
     def disabled_reason(self, model_classes: frozenset[str]) -> str | None:
         d = self.defn
         if not d.enabled:
             return f"{self.name}: turned off (categories: {self.name}: enabled: false)"
         if d.classes and not frozenset(d.classes) & model_classes:
             return f"{self.name}: the model offers none of the classes {sorted(d.classes)}"
-        if self.needs_people() and PERSON not in model_classes:
+        if d.min_people > 0 and PERSON not in model_classes:
             return f"{self.name}: the model offers no '{PERSON}' class to see people at it (min_people {d.min_people})"
         return None
 
