@@ -71,13 +71,15 @@ def render_annotated(
     polygons: Sequence[Polygon] = (),
     zone_names: Sequence[str] = (),
     detail: str = "",
+    title: str = "",
 ) -> np.ndarray:
-    """A copy of `image` (BGR) with zones, the case box, its label and a camera/time banner."""
+    """A copy of `image` (BGR) with zones, the case box, its label and a camera/time banner.
+    `title`: the city's name of a configured category (its code name), for its label."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a BGR image (h, w, 3), got shape {image.shape}")
     h, w = image.shape[:2]
     out = image.copy()
-    lab = category_label(category)
+    lab = category_label(category, title)
     box_color = sv.Color(*lab.rgb)
     thickness = max(2, round(min(h, w) / 270))  # 4 px at 1080p, 2 px at 480p
 
@@ -111,7 +113,7 @@ def render_annotated(
             _text_box(draw, (zx, zy - zh), _ascii(name, cjk), small, fill=(0, 0, 0), bg=(*ZONE_COLOR.as_rgb(), 220), limit=(w, h))
 
     # Label above the box; below it when the banner or the frame's top edge is in the way.
-    text = label_text(category, score, cjk=cjk)
+    text = label_text(category, score, cjk=cjk, title=title)
     th, pad = _text_size(draw, text, font)[1], max(4, size // 5)
     ly = y1 - th - 2 * pad
     if ly < 0 or (ly < banner_h and x1 < banner_w):

@@ -42,25 +42,27 @@ LABELS: dict[Category, CategoryLabel] = {
 _UNKNOWN_COLOR = "#546e7a"
 
 
-def category_label(category: Category | str) -> CategoryLabel:
-    """The label of a category; an unknown value (a newer store, a typo) gets its own name, grey."""
+def category_label(category: Category | str, title: str = "", title_en: str = "") -> CategoryLabel:
+    """The label of a category; another (configured) one gets its `title` (the city's name for it,
+    e.g. its code name) or its own name, in grey."""
     try:
         return LABELS[Category(category)]
     except ValueError:
         name = str(category)
-        return CategoryLabel(name, name.replace("_", " "), _UNKNOWN_COLOR)
+        return CategoryLabel(title or name, title_en or name.replace("_", " "), _UNKNOWN_COLOR)
 
 
-def label_zh(category: Category | str) -> str:
-    return category_label(category).zh
+def label_zh(category: Category | str, title: str = "") -> str:
+    """Chinese name; `title` (the city's code name) for a configured category."""
+    return category_label(category, title).zh
 
 
 def label_en(category: Category | str) -> str:
     return category_label(category).en
 
 
-def label_text(category: Category | str, score: float | None = None, *, cjk: bool = True) -> str:
+def label_text(category: Category | str, score: float | None = None, *, cjk: bool = True, title: str = "") -> str:
     """'机动车乱停放 illegal parking 0.82'; English only when no CJK font can draw it."""
-    lab = category_label(category)
+    lab = category_label(category, title)
     text = f"{lab.zh} {lab.en}" if cjk else lab.en
     return text if score is None else f"{text} {score:.2f}"

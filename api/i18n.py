@@ -7,7 +7,10 @@ these strings in the template and, as JSON, in the page for the scripts. Categor
 
 from __future__ import annotations
 
-from citypatrol.annotate.labels import LABELS
+from collections.abc import Iterable
+
+from citypatrol.annotate.labels import LABELS, category_label
+from citypatrol.pipeline.config.models import CategoryDef
 from citypatrol.pipeline.types import CaseStatus
 
 LANGS = ("zh", "en")
@@ -162,8 +165,10 @@ def strings(lang: str) -> dict[str, str]:
     return out
 
 
-def categories() -> list[dict[str, str]]:
-    return [{"value": c.value, "zh": lab.zh, "en": lab.en, "color": lab.color} for c, lab in LABELS.items()]
+def categories(configured: Iterable[CategoryDef] = ()) -> list[dict[str, str]]:
+    """The built-in categories, then those the config adds (labelled with their code names)."""
+    labels = list(LABELS.items()) + [(c.name, category_label(c.name, c.title, c.title_en)) for c in configured]
+    return [{"value": str(c), "zh": lab.zh, "en": lab.en, "color": lab.color} for c, lab in labels]
 
 
 assert set(_STATUS) == {s.value for s in CaseStatus}, "every case status needs a label"

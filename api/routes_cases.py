@@ -7,13 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam, Query
 from fastapi.responses import FileResponse
+from pydantic import Field
 
 from citypatrol.api.auth import ANYONE, Principal
 from citypatrol.api.schemas import CASE_ID, CaseDetailOut, CasePage, Short, Time
 from citypatrol.api.state import AppState, app_state
 from citypatrol.api.views import camera_names, case_detail, case_out
 from citypatrol.models.assets import sha256_file
-from citypatrol.pipeline.config.models import Category
+from citypatrol.pipeline.config.models import NAME_PATTERN
 from citypatrol.pipeline.store.records import CaseNotFound
 from citypatrol.pipeline.store.review import REVIEW_QUEUE, EvidenceItem
 from citypatrol.pipeline.types import CaseStatus
@@ -27,7 +28,8 @@ def list_cases(
     state: Annotated[AppState, Depends(app_state)],
     _: Annotated[Principal, Depends(ANYONE)],
     status: Annotated[list[CaseStatus] | None, Query(description="One or more statuses.")] = None,
-    category: Annotated[list[Category] | None, Query()] = None,
+    category: Annotated[list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None,
+                        Query(description="Categories, built-in or configured.")] = None,
     camera: Annotated[list[Short] | None, Query(description="Camera ids.")] = None,
     district: Annotated[list[Short] | None, Query()] = None,
     since: Annotated[Time | None, Query(description="Opened at or after (ISO 8601).")] = None,
@@ -40,7 +42,7 @@ def list_cases(
     if queue:
         wanted = {s.value for s in REVIEW_QUEUE}
         statuses = [s for s in statuses if s in wanted] if statuses else sorted(wanted)
-    filters = dict(status=statuses, category=[c.value for c in category] if category else None, camera_id=camera,
+    filters = dict(status=statuses, category=category or None, camera_id=camera,
                    district=district, since=since, until=until)
     if statuses == []:
         return CasePage(total=0, limit=limit, offset=offset, items=[])

@@ -10,14 +10,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path as PathParam
+from fastapi.exceptions import RequestValidationError
 
 from citypatrol.api.auth import REVIEWERS, Principal
 from citypatrol.api.routes_cases import load_detail
 from citypatrol.api.schemas import CASE_ID, BoxIn, CaseDetailOut, ConfirmIn, MergeIn, NoteIn, ReclassifyIn, RejectIn
 from citypatrol.api.state import AppState, app_state
 from citypatrol.pipeline.cases.states import InvalidTransition
+from citypatrol.pipeline.config.models import is_builtin
 from citypatrol.pipeline.store.records import CaseNotFound
-from citypatrol.pipeline.store.review import ReviewConflict
+from citypatrol.pipeline.store.review import ReviewConflict, UnknownCategory
 from citypatrol.pipeline.types import CaseStatus
 
 router = APIRouter(tags=["decisions"])
@@ -32,6 +34,8 @@ def _run(state: AppState, case_id: str, action) -> CaseDetailOut:  # noqa: ANN00
         raise HTTPException(404, str(exc)) from None
     except (InvalidTransition, ReviewConflict) as exc:
         raise HTTPException(409, str(exc)) from None
+    except UnknownCategory as exc:
+        raise _bad_category(str(exc)) from None
     return load_detail(state, case_id)
 
 
@@ -55,9 +59,17 @@ def reject(case_id: CaseId, body: RejectIn, state: Annotated[AppState, Depends(a
              summary="Change the category (and its city code)")
 def reclassify(case_id: CaseId, body: ReclassifyIn, state: Annotated[AppState, Depends(app_state)],
                who: Annotated[Principal, Depends(REVIEWERS)]) -> CaseDetailOut:
+    if not (is_builtin(body.category) or state.config.category(body.category)):
+        raise _bad_category(f"unknown category {body.category!r}: neither built-in nor configured under `categories`")
+
     def act() -> None:
         state.review.reclassify(case_id, body.category, actor=who.actor, reason=body.reason)
     return _run(state, case_id, act)
+
+
+def _bad_category(message: str) -> RequestValidationError:
+    """A 422 in the documented validation-error shape, naming the body's `category`."""
+    return RequestValidationError([{"type": "value_error", "loc": ("body", "category"), "msg": message}])
 
 
 @router.post("/cases/{case_id}/merge", response_model=CaseDetailOut, responses=ERRORS,

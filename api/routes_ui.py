@@ -33,8 +33,8 @@ def _page(request: Request, state: AppState, who: Principal | None, page: str) -
     lang = _lang(request)
     t = i18n.strings(lang)
     boot = {
-        "lang": lang, "t": t, "timezone": state.config.site.timezone, "categories": i18n.categories(),
-        "statuses": [s.value for s in CaseStatus], "zone_kinds": [k.value for k in ZoneKind],
+        "lang": lang, "t": t, "timezone": state.config.site.timezone, "categories": i18n.categories(state.config.categories),
+        "statuses": [s.value for s in CaseStatus], "zone_kinds": list(dict.fromkeys([*(k.value for k in ZoneKind), *(c.zone_kind for c in state.config.categories)])),
         "user": {"name": who.name, "role": who.role.value} if who else None,
     }
     context = {"t": t, "lang": lang, "page": page, "user": who, "boot": boot, "site": state.config.site.name}

@@ -16,7 +16,7 @@ from citypatrol.api.auth import ADMINS, ANYONE, Principal
 from citypatrol.api.routes_cameras import get_camera_or_404
 from citypatrol.api.schemas import CAMERA_ID, ZONE_ID, ZoneItemIn, ZoneSetIn, ZoneSetOut, ZoneVersionOut
 from citypatrol.api.state import AppState, app_state
-from citypatrol.pipeline.config.models import Zone
+from citypatrol.pipeline.config.models import Zone, ZoneKind
 from citypatrol.pipeline.store.review import ReviewConflict
 
 router = APIRouter(tags=["zones"])
@@ -41,6 +41,10 @@ def _save(state: AppState, camera_id: str, zones: list[Zone], base_version: int,
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise HTTPException(422, f"zone id(s) appear twice: {', '.join(dupes)}")
+    kinds = {k.value for k in ZoneKind} | {c.zone_kind for c in state.config.categories}
+    unknown = [f"{z.id} ({z.kind})" for z in zones if z.kind not in kinds]
+    if unknown:
+        raise HTTPException(422, f"zone kind neither built-in nor declared by a configured category: {', '.join(unknown)}")
     try:
         state.review.save_zones(camera_id, [Zone.model_validate(z.model_dump()).model_dump(mode="json") for z in zones],
                                 base_version=base_version, actor=who.actor, reason=reason)

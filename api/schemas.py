@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from citypatrol.pipeline.config.models import Category, Zone
+from citypatrol.pipeline.config.models import NAME_PATTERN, Zone
 from citypatrol.pipeline.store.users import Role
 from citypatrol.pipeline.types import CaseStatus
 
@@ -216,7 +216,7 @@ class ApproveSignIn(In):
 
 
 class ReclassifyIn(In):
-    category: Category
+    category: Annotated[str, Field(pattern=NAME_PATTERN, description="A built-in category or one configured under `categories`.")]
     reason: Annotated[Text, Field(max_length=500)] = ""
 
 

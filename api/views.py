@@ -62,7 +62,7 @@ def audit_out(a: AuditEntry) -> AuditOut:
 
 def _case_fields(r: CaseRecord, evidence: Sequence[EvidenceItem], names: dict[str, str]) -> dict:
     c = r.case
-    lab = category_label(c.category)
+    lab = category_label(c.category, r.codes.name)
     return dict(
         case_id=c.case_id,
         camera_id=c.camera_id,

@@ -178,7 +178,10 @@ class CropVerifier:
         return _softmax(((x - self.mu) / self.sd) @ self.w + self.b)
 
     def checks(self, category: Category) -> bool:
-        """True when the model has both the problem and a "not a problem" label of this category."""
+        """True when the model has both the problem and a "not a problem" label of this category
+        (never for a configured category: the verifier is trained on the built-in ones)."""
+        if category not in Category._value2member_map_:
+            return False
         kinds = {label_category(lab) for lab in self.labels}
         return (Category(category), True) in kinds and (Category(category), False) in kinds
 

@@ -23,7 +23,7 @@ from citypatrol.models.text import RapidTextReader, TextReader, TextReaderError,
 from citypatrol.pipeline.appearance import LOOK_SIZE, looks_of
 from citypatrol.pipeline.cases.builder import CaseBuilder, CaseChange
 from citypatrol.pipeline.config.models import Camera, Config, Rules
-from citypatrol.pipeline.rules import Rule, RuleContext, TextRegionRule, build_rules
+from citypatrol.pipeline.rules import ConfiguredTextRule, Rule, RuleContext, TextRegionRule, build_rules
 from citypatrol.pipeline.text_schedule import TextSchedule
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import Event, Track
@@ -60,11 +60,13 @@ class Analyzer:
         self.build_cases = build_cases
         self.tz = ZoneInfo(config.site.timezone)
         self.rules: list[Rule]
-        self.rules, self.disabled = build_rules(model_classes, config.rules)
+        self.rules, self.disabled = build_rules(model_classes, config.rules, categories=config.categories)
         self.builder = CaseBuilder.from_config(config)
         self._cameras: dict[str, CameraState] = {}
         self.text_reader = text_reader
-        self._text_on = any(isinstance(r, TextRegionRule) for r in self.rules)
+        self._text_on = any(isinstance(r, (TextRegionRule, ConfiguredTextRule)) for r in self.rules)
+        # zone kinds of configured text_region categories: their zones are read as well as the ad areas
+        self._text_kinds = tuple(dict.fromkeys(r.defn.zone_kind for r in self.rules if isinstance(r, ConfiguredTextRule)))
         self.text_schedule = TextSchedule()
 
     def describe_rules(self) -> list[str]:
@@ -128,7 +130,7 @@ class Analyzer:
     def _read_text(self, cam: CameraState, frame: Frame, local_time) -> TextReading | None:
         if not self._text_on or frame.image is None:
             return None
-        area = self.text_schedule.due(cam.camera, cam.rules, local_time, frame.pts)
+        area = self.text_schedule.due(cam.camera, cam.rules, local_time, frame.pts, self._text_kinds)
         if area is None:
             return None
         if self.text_reader is None:

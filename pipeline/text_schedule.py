@@ -3,8 +3,9 @@
 OCR costs about a second of CPU per read, and the text on a wall changes over minutes, so each
 camera is read once every `billboard.text_every_s` of stream time (the first analysed frame is
 read at once), and only the box around its active `ad_area` zones (plus a small margin, so a
-poster on the zone's edge is whole). A camera without active advertising areas, or with the text
-cue off, is never read. Pure: the caller passes stream time and local time in.
+poster on the zone's edge is whole), and those of the kinds configured `text_region` categories
+are judged in. A camera without such active zones, or with the text cue off and no such
+category, is never read. Pure: the caller passes stream time and local time in.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ class TextSchedule:
     def __init__(self) -> None:
         self._last: dict[str, float] = {}
 
-    def due(self, camera: Camera, rules: Rules, local_time: time, pts: float) -> Box | None:
-        """The area to read now (normalised box), or None; a returned area counts as read."""
+    def due(self, camera: Camera, rules: Rules, local_time: time, pts: float, kinds: tuple[str, ...] = ()) -> Box | None:
+        """The area to read now (normalised box), or None; a returned area counts as read.
+        `kinds`: zone kinds of configured text_region categories, read whether the billboard text cue is on or not."""
         s = rules.billboard
-        if not (s.enabled and s.text_cue):
+        kinds = ((ZoneKind.ad_area,) if s.enabled and s.text_cue else ()) + tuple(kinds)
+        if not kinds:
             return None
-        areas = [z for z in zones_of_kind(camera.zones, ZoneKind.ad_area) if is_active(z, local_time)]
+        areas = [z for z in zones_of_kind(camera.zones, *kinds) if is_active(z, local_time)]
         if not areas:
             return None
         last = self._last.get(camera.id)

@@ -41,7 +41,7 @@ def dets(*items: Item, size: tuple[int, int] = SIZE) -> Detections:
 
 def zone(zid: str, kind: ZoneKind | str, poly: Sequence[Sequence[float]] = ((0.0, 0.5), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)),
          hours: Sequence[str] = (), dwell_s: float | None = None, name: str = "") -> Zone:
-    return Zone(id=zid, name=name, kind=ZoneKind(kind), polygon=[list(p) for p in poly], hours=list(hours), dwell_s=dwell_s)
+    return Zone(id=zid, name=name, kind=kind, polygon=[list(p) for p in poly], hours=list(hours), dwell_s=dwell_s)
 
 
 def rect(x1: float, y1: float, x2: float, y2: float) -> list[tuple[float, float]]:

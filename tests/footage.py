@@ -55,3 +55,32 @@ def paste(dst: np.ndarray, src: np.ndarray, polygon_box: tuple[float, float, flo
     out = dst.copy()
     out[int(y1 * h) : int(y2 * h), int(x1 * w) : int(x2 * w)] = src[int(y1 * h) : int(y2 * h), int(x1 * w) : int(x2 * w)]
     return out
+
+
+# PKLot UFPR05 sequence 1 (stills at 06:25, 06:55, 07:05:01, 07:10:01, 07:15:01): cars that arrive
+# and stay, against the 06:25 frame, are real new objects at rest (a scene_change rule kind's positive).
+PKLOT_SEQ1 = "sequences/pklot_ufpr05_polo/labelled/sequence1/frames"
+PKLOT_SPACE_4 = (0.348, 0.422, 0.448, 0.536)  # the car already there at 06:25 (in the reference picture)
+PKLOT_SPACE_6 = (0.300, 0.275, 0.388, 0.365)  # from 06:55
+PKLOT_SPACE_11 = (0.570, 0.664, 0.676, 0.792)  # from 07:05
+
+
+def box_zone(zid: str, kind: str, box: tuple[float, float, float, float], **kw):  # noqa: ANN201 (Zone)
+    from citypatrol.pipeline.config.models import Zone
+
+    x1, y1, x2, y2 = box
+    return Zone(id=zid, kind=kind, polygon=[[x1, y1], [x2, y1], [x2, y2], [x1, y2]], **kw)
+
+
+def pklot_door_fronts(camera):  # noqa: ANN001, ANN201 (Camera → Camera)
+    """The PKLot sequence-1 camera with door_front zones over spaces 6 and 11 (cars arrive) and 4 (a
+    car in the reference picture), its 06:25 frame as the reference, and the built-in rules off."""
+    frames = sorted(Path(camera.source).iterdir())
+    off = {name: {"enabled": False} for name in ("illegal_parking", "street_vending", "garbage", "billboard")}
+    return camera.model_copy(update={
+        "reference_image": frames[0],
+        "rules": camera.rules.model_copy(update=off),
+        "zones": [box_zone("space-6", "door_front", (0.28, 0.26, 0.40, 0.38)),
+                  box_zone("space-11", "door_front", (0.55, 0.64, 0.70, 0.82)),
+                  box_zone("space-4", "door_front", (0.33, 0.40, 0.47, 0.56))],
+    })

@@ -234,7 +234,7 @@ def case_to_dict(r: CaseRecord, evidence_dir: Path) -> dict:
         "case_id": c.case_id,
         "camera_id": c.camera_id,
         "category": c.category.value,
-        "category_zh": label_zh(c.category),
+        "category_zh": label_zh(c.category, r.codes.name),
         "code": r.codes.code,
         "code_name": r.codes.name,
         "code_major": r.codes.major,
@@ -293,7 +293,7 @@ def write_report(
                 return None  # evidence outside the report folder is not linked
 
         items.append(ReportCase(
-            case_id=c.case_id, category=c.category.value, category_zh=label_zh(c.category), code=r.codes.code,
+            case_id=c.case_id, category=c.category.value, category_zh=label_zh(c.category, r.codes.name), code=r.codes.code,
             camera_id=c.camera_id, camera_name=names.get(c.camera_id, c.camera_id), address=r.location.address,
             grid_code=r.location.grid_code, opened_at=c.opened_at, last_seen_at=c.last_seen_at, opened_pts=c.opened_pts,
             score=c.score, status=c.status.value, detail=c.detail, image=rel("frame"), crop=rel("crop"), clip=rel("clip"),

@@ -50,7 +50,7 @@ import numpy as np
 from citypatrol.pipeline.appearance import same_look
 from citypatrol.pipeline.boxes import box_iou, box_overlap_min
 from citypatrol.pipeline.cases.states import can_transition, opened_row, transition
-from citypatrol.pipeline.config.models import CasesConfig, Category, Config
+from citypatrol.pipeline.config.models import CasesConfig, Category, Config, category_of
 from citypatrol.pipeline.types import Box, Case, CaseStatus, Event, cue_of
 
 ACTOR = "casebuilder"
@@ -85,7 +85,7 @@ class _Entry:
 def case_id_for(camera_id: str, category: Category, opened_pts: float, box: Box) -> str:
     """Deterministic case id (see the module docstring)."""
     key = "|".join(
-        [camera_id, Category(category).value, str(int(round(opened_pts * 1000))), ",".join(f"{v:.3f}" for v in box)]
+        [camera_id, category_of(category).value, str(int(round(opened_pts * 1000))), ",".join(f"{v:.3f}" for v in box)]
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 

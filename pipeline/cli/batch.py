@@ -74,7 +74,7 @@ def print_summary(result: BatchResult) -> None:
             cases.add_column(col)
         for r in result.cases:
             c = r.case
-            cases.add_row(esc(c.case_id), esc(c.camera_id), f"{label_zh(c.category)} {c.category.value}", esc(r.codes.code),
+            cases.add_row(esc(c.case_id), esc(c.camera_id), f"{label_zh(c.category, r.codes.name)} {c.category.value}", esc(r.codes.code),
                           f"{c.opened_pts:.1f}", f"{c.score:.2f}", c.status.value)
         out_console.print(cases)
     for reason in result.disabled_rules:

@@ -108,7 +108,7 @@ def _rules_off(cfg) -> list[str]:  # noqa: ANN001 (Config)
         return []
     if classes is None:
         return []  # weights given as paths: their classes are known once loaded (start-up says then)
-    return [reason for _, reason in build_rules(classes, cfg.rules)[1]]
+    return [reason for _, reason in build_rules(classes, cfg.rules, categories=cfg.categories)[1]]
 
 
 @config_app.command("schema")

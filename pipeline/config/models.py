@@ -17,30 +17,29 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Category and ZoneKind live with the configured categories; imported from here as before.
+from citypatrol.pipeline.config.categories import (  # noqa: F401 (re-exported)
+    NAME_PATTERN,
+    Category,
+    CategoryDef,
+    ConfiguredCategory,
+    RuleKind,
+    ZoneKind,
+    category_of,
+    checked_zone_kind,
+    declared_zone_kinds,
+    is_builtin,
+    zone_kind_of,
+)
+
+#: A category name: a built-in's becomes its `Category` member; others must be declared under `categories`.
+CategoryName = Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(category_of)]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Category(StrEnum):
-    """The problems citypatrol reports. Values are stable identifiers used in the store and API."""
-
-    illegal_parking = "illegal_parking"  # 机动车乱停放
-    nonmotor_parking = "nonmotor_parking"  # 非机动车乱停放
-    street_vending = "street_vending"  # 无照经营游商 / 占道经营
-    garbage_overflow = "garbage_overflow"  # 垃圾桶满溢
-    exposed_garbage = "exposed_garbage"  # 暴露垃圾
-    billboard = "billboard"  # 违章张贴悬挂广告牌匾
-
-
-class ZoneKind(StrEnum):
-    no_parking = "no_parking"
-    no_vending = "no_vending"
-    bin_area = "bin_area"
-    ad_area = "ad_area"
-    approved_ad = "approved_ad"
 
 
 _HOURS_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -73,7 +72,9 @@ Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 class Zone(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Zone id, unique within its camera.")
     name: str = Field("", max_length=200, description="Name shown to reviewers, e.g. '东门人行道'.")
-    kind: ZoneKind = Field(description="What is forbidden or expected inside the polygon.")
+    kind: Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(checked_zone_kind)] = Field(
+        description="What is forbidden or expected inside the polygon: a built-in kind (no_parking, no_vending, bin_area, "
+                    "ad_area, approved_ad) or one a configured category declares (e.g. door_front).")
     polygon: list[Point] = Field(
         min_length=3,
         max_length=256,
@@ -394,7 +395,7 @@ class CodeEntry(Strict):
     major: str = Field("", max_length=100, description="大类 name, e.g. '街面秩序'.")
 
 
-def _default_codes() -> dict[Category, CodeEntry]:
+def _default_codes() -> dict[str, CodeEntry]:
     return {
         Category.illegal_parking: CodeEntry(code="0505", name="机动车乱停放", major="街面秩序"),
         Category.nonmotor_parking: CodeEntry(code="0506", name="非机动车乱停放", major="街面秩序"),
@@ -529,7 +530,7 @@ class ReviewOverride(Strict):
     """Thresholds for one camera and/or category; later entries win over earlier ones."""
 
     camera: str | None = Field(None, description="Camera id this entry applies to; empty = every camera.")
-    category: Category | None = Field(None, description="Category this entry applies to; empty = every category.")
+    category: CategoryName | None = Field(None, description="Category this entry applies to (built-in or configured); empty = every category.")
     auto_submit: bool | None = None
     min_score: float | None = Field(None, ge=0, le=1)
     min_dwell_s: float | None = Field(None, ge=0, le=86400)
@@ -569,7 +570,7 @@ class VerifyConfig(Strict):
         return self
 
 
-def _default_deadlines() -> dict[Category, float]:
+def _default_deadlines() -> dict[str, float]:
     # Placeholders in working hours; cities set their own 处置时限 per category.
     return {
         Category.illegal_parking: 2,
@@ -590,9 +591,10 @@ class SlaConfig(Strict):
         description="ISO weekdays that are working days (1 = Monday … 7 = Sunday).")
     working_hours: str = Field("09:00-18:00", description="One daily working window 'HH:MM-HH:MM' in the site's time zone (no wrap past midnight).")
     holidays: list[date] = Field(default_factory=list, description="Dates that are not working days.")
-    deadline_hours: dict[Category, float] = Field(
+    deadline_hours: dict[CategoryName, float] = Field(
         default_factory=_default_deadlines,
-        description="Working hours from dispatch to 'handled' per category; a category not listed has no deadline.",
+        description="Working hours from dispatch to 'handled' per category (built-in or configured); a category not listed "
+                    "has no deadline.",
     )
 
     @field_validator("working_days")
@@ -613,7 +615,7 @@ class SlaConfig(Strict):
 
     @field_validator("deadline_hours")
     @classmethod
-    def _positive(cls, deadlines: dict[Category, float]) -> dict[Category, float]:
+    def _positive(cls, deadlines: dict[str, float]) -> dict[str, float]:
         bad = {str(k): v for k, v in deadlines.items() if not 0 < v <= 10000}
         if bad:
             raise ValueError(f"deadlines must be > 0 and <= 10000 working hours, got {bad}")
@@ -848,7 +850,13 @@ class Config(Strict):
     models: ModelsConfig = ModelsConfig()
     rules: Rules = Rules()
     cases: CasesConfig = CasesConfig()
-    codes: dict[Category, CodeEntry] = Field(default_factory=_default_codes)
+    codes: dict[CategoryName, CodeEntry] = Field(
+        default_factory=_default_codes,
+        description="The city's code per built-in category; a configured category's code comes from its entry in `categories`.")
+    categories: list[CategoryDef] = Field(
+        default_factory=list, max_length=200,
+        description="Categories this city adds by configuration (name, code, zone kind, rule kind, classes); see README "
+                    "'Adding a category'.")
     storage: StorageConfig = StorageConfig()
     dispatch: DispatchConfig = DispatchConfig()
     review: ReviewConfig = ReviewConfig()
@@ -859,6 +867,18 @@ class Config(Strict):
     health: HealthSettings = HealthSettings()
     distributed: DistributedConfig = DistributedConfig()
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _zone_kinds(cls, data: object, handler):  # noqa: ANN206
+        """Zones may use the kinds the config's categories declare: tell the zone validator which."""
+        raw = data.get("categories") if isinstance(data, dict) else None
+        kinds = frozenset(
+            str(c.get("zone_kind")) if isinstance(c, dict) else str(getattr(c, "zone_kind", ""))
+            for c in (raw if isinstance(raw, list) else ())
+        )
+        with declared_zone_kinds(kinds):
+            return handler(data)
+
     @model_validator(mode="after")
     def _checks(self) -> "Config":
         ids: set[str] = set()
@@ -866,6 +886,7 @@ class Config(Strict):
             if cam.id in ids:
                 raise ValueError(f"camera id {cam.id!r} appears twice")
             ids.add(cam.id)
+        self._check_categories()
         missing = [c.value for c in Category if c not in self.codes]
         if missing:
             raise ValueError(f"codes: no code for {', '.join(missing)}")
@@ -885,6 +906,38 @@ class Config(Strict):
                     f"({self.cases.grace_s:g}), or a text-cue case expires between two reads"
                 )
         return self
+
+    def _check_categories(self) -> None:
+        """Configured categories: unique, and every name and zone kind used elsewhere is declared.
+        Their codes join `codes`, so the store and the dispatch message file them like the built-ins'."""
+        names: set[str] = set()
+        for i, c in enumerate(self.categories):
+            if c.name in names:
+                raise ValueError(f"categories.{i}.name: {c.name!r} appears twice")
+            names.add(c.name)
+        kinds = {k.value for k in ZoneKind} | {c.zone_kind for c in self.categories}
+        for cam in self.cameras:
+            for z in cam.zones:
+                if z.kind not in kinds:
+                    raise ValueError(
+                        f"camera {cam.id!r} zone {z.id!r}: kind {z.kind!r} is neither a built-in zone kind "
+                        f"({', '.join(k.value for k in ZoneKind)}) nor the zone_kind of a category under `categories`")
+        known = {c.value for c in Category} | names
+        used = [("codes", k) for k in self.codes] + [("sla.deadline_hours", k) for k in self.sla.deadline_hours]
+        used += [(f"review.overrides.{i}.category", o.category) for i, o in enumerate(self.review.overrides) if o.category]
+        for where, name in used:
+            if name not in known:
+                raise ValueError(f"{where}: unknown category {str(name)!r}; declare it under `categories` or use a built-in one")
+        declared = {category_of(c.name): CodeEntry(code=c.code, name=c.title, major=c.major) for c in self.categories}
+        for name, entry in self.codes.items():
+            if not is_builtin(name) and entry != declared[name]:  # equal = a dumped config read back
+                raise ValueError(f"codes: {str(name)!r} is a configured category; give its code in its `categories` entry")
+        codes = {**self.codes, **declared}
+        object.__setattr__(self, "codes", codes)  # frozen model: filled in once, at load
+
+    def category(self, name: str) -> CategoryDef | None:
+        """The configured category of this name; None for a built-in or an unknown one."""
+        return next((c for c in self.categories if c.name == name), None)
 
     def camera(self, camera_id: str) -> Camera:
         for cam in self.cameras:

@@ -17,16 +17,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from citypatrol.pipeline.config.models import Category, HoursRange, SlaConfig
+from citypatrol.pipeline.config.models import Category, HoursRange, SlaConfig, category_of
 
 MAX_DAYS = 3660  # a deadline further than ten years away is a configuration mistake
 
 
 def deadline_hours(sla: SlaConfig, category: Category) -> float | None:
-    """The category's deadline in working hours, or None (no deadline, or SLA off)."""
+    """The category's deadline in working hours, or None (no deadline, or SLA off): a configured
+    category has one only where `sla.deadline_hours` names it."""
     if not sla.enabled:
         return None
-    return sla.deadline_hours.get(Category(category))
+    return sla.deadline_hours.get(category_of(category))
 
 
 def add_working_hours(start: datetime, hours: float, sla: SlaConfig, tz: ZoneInfo) -> datetime:

@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from citypatrol.pipeline.config.models import Camera, Category, DistributedConfig
+from citypatrol.pipeline.config.models import Camera, DistributedConfig, category_of
 from citypatrol.pipeline.types import Event
 
 MESSAGE_VERSION = 1
@@ -202,7 +202,7 @@ def event_to_dict(e: Event) -> dict:
 
 def event_from_dict(d: Mapping) -> Event:
     return Event(
-        camera_id=d["camera_id"], category=Category(d["category"]), box=tuple(float(v) for v in d["box"]),  # type: ignore[arg-type]
+        camera_id=d["camera_id"], category=category_of(d["category"]), box=tuple(float(v) for v in d["box"]),  # type: ignore[arg-type]
         zone_id=d.get("zone_id"), pts=float(d["pts"]), wall=datetime.fromisoformat(d["wall"]),
         since_pts=float(d["since_pts"]), score=float(d["score"]), track_ids=tuple(d.get("track_ids", ())),
         classes=tuple(d.get("classes", ())), detail=d.get("detail", ""), model=d.get("model", ""),

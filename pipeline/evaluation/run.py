@@ -16,7 +16,7 @@ from rich.console import Console
 from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.batch.runner import BatchResult, run_batch
 from citypatrol.pipeline.config.loading import ConfigError, ConfigIssue
-from citypatrol.pipeline.config.models import Camera, Category, Config, Rules
+from citypatrol.pipeline.config.models import Camera, Category, CategoryDef, Config, Rules, category_of
 from citypatrol.pipeline.evaluation.samples import SAMPLES_DIR, SampleVideo, fetch_samples, load_samples
 from citypatrol.pipeline.evaluation.scoring import (
     CategoryScore, ScoredCase, Truth, VideoScore, load_truth, per_category, score_video,
@@ -24,8 +24,8 @@ from citypatrol.pipeline.evaluation.scoring import (
 from citypatrol.streams.media import is_image, is_video
 
 
-def dwell_by_category(rules: Rules, camera: Camera) -> dict[Category, float]:
-    """The dwell each category needs on this camera (a zone override can shorten it)."""
+def dwell_by_category(rules: Rules, camera: Camera, categories: Sequence[CategoryDef] = ()) -> dict[Category | str, float]:
+    """The dwell each category (built-in, or configured in `categories`) needs on this camera (a zone override can shorten it)."""
     base = {
         Category.illegal_parking: rules.illegal_parking.dwell_s,
         Category.nonmotor_parking: rules.illegal_parking.dwell_s,
@@ -33,6 +33,7 @@ def dwell_by_category(rules: Rules, camera: Camera) -> dict[Category, float]:
         Category.garbage_overflow: rules.garbage.dwell_s,
         Category.exposed_garbage: rules.garbage.dwell_s,
         Category.billboard: rules.billboard.dwell_s,
+        **{category_of(c.name): c.dwell_s for c in categories},
     }
     zone_dwells = [z.dwell_s for z in camera.zones if z.dwell_s is not None]
     if zone_dwells:
@@ -117,7 +118,7 @@ def _evaluate(config: Config, detector: MultiDetector, out_dir: Path, pairs: lis
             if r.case.camera_id == cam.id
         ]
         tolerance = 2 * cam.cadence_s + 0.5
-        videos.append(score_video(truth, cases, dwell_by_category(run_config.rules_for(cam), cam), tolerance))
+        videos.append(score_video(truth, cases, dwell_by_category(run_config.rules_for(cam), cam, run_config.categories), tolerance))
     return Evaluation(batch, videos, per_category(videos), {truth.video: cam.source for cam, truth in pairs})
 
 

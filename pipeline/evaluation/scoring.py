@@ -161,9 +161,9 @@ def per_category(scores: list[VideoScore]) -> dict[Category, CategoryScore]:
     out = {c: CategoryScore(c) for c in Category}
     for s in scores:
         for case, _ in s.matched:
-            out[case.category].true_positives += 1
-        for case, _ in s.false_cases:
-            out[case.category].false_positives += 1
+            out.setdefault(case.category, CategoryScore(case.category)).true_positives += 1
+        for case, _ in s.false_cases:  # a configured category's cases score too
+            out.setdefault(case.category, CategoryScore(case.category)).false_positives += 1
         for item in s.missed:
-            out[item.category].false_negatives += 1
+            out.setdefault(item.category, CategoryScore(item.category)).false_negatives += 1
     return out

@@ -29,7 +29,7 @@ from citypatrol.models.detections import Detections
 from citypatrol.models.text import TextReading
 from citypatrol.pipeline.config.models import Camera, Category, Rules, Zone, ZoneKind
 from citypatrol.pipeline.types import Box, Event, Track
-from citypatrol.pipeline.zones import is_active, seconds_active, zones_of_kind
+from citypatrol.pipeline.zones import box_in_zone, is_active, seconds_active, zones_of_kind
 
 EPS = 1e-6
 DEFAULT_REFRESH_S = 60.0
@@ -58,7 +58,7 @@ class RuleContext:
         """Tracks matched in this frame."""
         return [t for t in self.tracks if t.last_seen >= self.pts - EPS]
 
-    def zones(self, *kinds: ZoneKind, active: bool = True) -> list[Zone]:
+    def zones(self, *kinds: ZoneKind | str, active: bool = True) -> list[Zone]:
         """The camera's zones of these kinds, only those in their hours unless `active=False`."""
         zs = zones_of_kind(self.camera.zones, *kinds)
         return [z for z in zs if is_active(z, self.local_time)] if active else zs
@@ -74,7 +74,7 @@ class Rule(Protocol):
     """One problem's rule. Instances are shared by all cameras; their state is keyed by camera."""
 
     name: str
-    categories: tuple[Category, ...]
+    categories: tuple[Category | str, ...]
 
     @property
     def required_classes(self) -> frozenset[str]:
@@ -139,6 +139,18 @@ def dwell_for(zone: Zone | None, default_s: float) -> float:
     return zone.dwell_s if zone is not None and zone.dwell_s is not None else default_s
 
 
+def resting_in_zones(ctx: RuleContext, track: Track, zones: Iterable[Zone], default_dwell_s: float) -> tuple[Zone, float] | None:
+    """The first zone (in configuration order) that holds the track's anchor and where it has been at
+    rest for the dwell, with the start of that dwell; None when there is none."""
+    for z in zones:
+        if not box_in_zone(z, track.box, track.class_name):
+            continue
+        since = effective_since(track.stationary_since, z, ctx.local_time, ctx.pts)
+        if since is not None and ctx.pts - since + EPS >= dwell_for(z, default_dwell_s):
+            return z, since
+    return None
+
+
 def zone_label(zone: Zone) -> str:
     return zone.name or zone.id
 
@@ -160,14 +172,14 @@ class BaseRule:
     """Shared plumbing: the refresher, the class check, and building events."""
 
     name: str = ""
-    categories: tuple[Category, ...] = ()
+    categories: tuple[Category | str, ...] = ()
 
     def __init__(self, rules: Rules | None = None, *, refresh_s: float = DEFAULT_REFRESH_S) -> None:
         self.settings = rules if rules is not None else Rules()
         self.refresh = Refresher(refresh_s)
 
     @property
-    def category(self) -> Category:
+    def category(self) -> Category | str:
         return self.categories[0]
 
     @property
@@ -191,7 +203,7 @@ class BaseRule:
     def event(
         self,
         ctx: RuleContext,
-        category: Category,
+        category: Category | str,
         box: Box,
         zone: Zone | None,
         since: float,

@@ -11,9 +11,8 @@ in configuration order.
 from __future__ import annotations
 
 from citypatrol.pipeline.config.models import Category, ZoneKind
-from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
+from citypatrol.pipeline.rules.base import BaseRule, RuleContext, resting_in_zones, zone_label
 from citypatrol.pipeline.types import Event
-from citypatrol.pipeline.zones import box_in_zone
 
 
 class IllegalParkingRule(BaseRule):
@@ -41,19 +40,16 @@ class IllegalParkingRule(BaseRule):
                 continue
             if t.score < s.min_score or t.stationary_since is None:
                 continue
-            for z in zones:
-                if not box_in_zone(z, t.box, t.class_name):
-                    continue
-                since = effective_since(t.stationary_since, z, ctx.local_time, ctx.pts)
-                if since is None or ctx.pts - since + EPS < dwell_for(z, s.dwell_s):
-                    continue
-                if self.refresh.due((ctx.camera.id, t.track_id, z.id), since, ctx.pts):
-                    held = ctx.pts - since
-                    events.append(
-                        self.event(
-                            ctx, category, t.box, z, since, t.score, [t.track_id], [t.class_name],
-                            f"{t.class_name} stationary {held:.0f} s in {what} zone {zone_label(z)}", look=t.look,
-                        )
+            found = resting_in_zones(ctx, t, zones, s.dwell_s)
+            if found is None:
+                continue
+            z, since = found
+            if self.refresh.due((ctx.camera.id, t.track_id, z.id), since, ctx.pts):
+                held = ctx.pts - since
+                events.append(
+                    self.event(
+                        ctx, category, t.box, z, since, t.score, [t.track_id], [t.class_name],
+                        f"{t.class_name} stationary {held:.0f} s in {what} zone {zone_label(z)}", look=t.look,
                     )
-                break
+                )
         return events

@@ -30,7 +30,7 @@ from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.register import Register
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, box_gap, dwell_for, effective_since, linked_groups, union_box, zone_label
 from citypatrol.pipeline.tracker import StationaryTracker
-from citypatrol.pipeline.types import TEXT_CUE, Event
+from citypatrol.pipeline.types import TEXT_CUE, Event, Track
 from citypatrol.pipeline.zones import Anchor, box_in_zone
 
 TEXT_CLASS = TEXT_CUE
@@ -69,14 +69,43 @@ def text_detections(regions: tuple[TextRegion, ...], image_size: tuple[int, int]
     return Detections.from_lists(boxes, [1.0] * len(regions), [TEXT_CLASS] * len(regions), image_size, model)
 
 
+class TextTracks:
+    """Text regions of successive readings tracked per camera like detections (class `text`), each
+    track with its latest reading, so lettering on a passing bus never accumulates dwell. Shared by
+    the billboard text cue and configured text_region categories."""
+
+    def __init__(self) -> None:
+        self._trackers: dict[str, StationaryTracker] = {}
+        self._texts: dict[tuple[str, int], TextRegion] = {}  # (camera, track) -> its latest reading
+
+    def update(self, ctx: RuleContext, regions: tuple[TextRegion, ...]) -> list[tuple[Track, TextRegion]]:
+        """The tracks matched in this reading, each with its latest reading."""
+        cam = ctx.camera.id
+        tracker = self._trackers.setdefault(cam, StationaryTracker(cam, max_gap_s=0.0, max_gap_frames=2))
+        tracks = tracker.update(text_detections(regions, ctx.detections.image_size), ctx.pts)
+        live = {t.track_id for t in tracks}
+        for key in [k for k in self._texts if k[0] == cam and k[1] not in live]:
+            del self._texts[key]
+        out = []
+        for t in tracks:
+            if t.last_seen < ctx.pts - EPS:
+                continue
+            region = _region_of(t.box, regions)
+            if region is not None:
+                self._texts[(cam, t.track_id)] = region
+            region = self._texts.get((cam, t.track_id))
+            if region is not None:
+                out.append((t, region))
+        return out
+
+
 class TextRegionRule(BaseRule):
     name = "text_region"
     categories = (Category.billboard,)
 
     def __init__(self, rules=None, *, refresh_s: float = 60.0) -> None:
         super().__init__(rules, refresh_s=refresh_s)
-        self._trackers: dict[str, StationaryTracker] = {}
-        self._texts: dict[tuple[str, int], TextRegion] = {}  # (camera, track) -> its latest reading
+        self.texts = TextTracks()
         self.register = Register()
 
     def disabled_reason(self, model_classes: frozenset[str]) -> str | None:
@@ -89,27 +118,16 @@ class TextRegionRule(BaseRule):
         if not (s.enabled and s.text_cue) or ctx.texts is None:
             return []
         cam = ctx.camera.id
-        tracker = self._trackers.setdefault(cam, StationaryTracker(cam, max_gap_s=0.0, max_gap_frames=2))
         vehicles = _vehicle_boxes(ctx)
         regions = text_blocks(tuple(
             r for r in ctx.texts.regions
             if r.read_score >= s.text_min_score and not any(_on_plate_level(r.box, v) for v in vehicles)
         ), ctx.pixel_scale())
-        tracks = tracker.update(text_detections(regions, ctx.detections.image_size), ctx.pts)
-        live = {t.track_id for t in tracks}
-        for key in [k for k in self._texts if k[0] == cam and k[1] not in live]:
-            del self._texts[key]
         approved = ctx.zones(ZoneKind.approved_ad)
         areas = ctx.zones(ZoneKind.ad_area)
         events: list[Event] = []
-        for t in tracks:
-            if t.last_seen < ctx.pts - EPS:
-                continue
-            region = _region_of(t.box, regions)
-            if region is not None:
-                self._texts[(cam, t.track_id)] = region
-            region = self._texts.get((cam, t.track_id))
-            if region is None or t.stationary_since is None:
+        for t, region in self.texts.update(ctx, regions):
+            if t.stationary_since is None:
                 continue
             approval = self.register.check(ctx.camera.id, approved, t.box, ctx.image, ctx.today(), ctx.pts, s.dwell_s)
             if approval.approved:

@@ -15,11 +15,13 @@ either. The cluster's box is the union of its cue boxes; its firing key is its o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from citypatrol.pipeline.config.models import Category, ZoneKind
+from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, linked_groups, union_box, zone_label
-from citypatrol.pipeline.types import Event, Track
+from citypatrol.pipeline.types import Box, Event, Track
 from citypatrol.pipeline.zones import Anchor, anchor_point, box_in_zone
 
 PERSON = "person"
@@ -30,6 +32,73 @@ def clusters(points: np.ndarray, radius: float) -> list[list[int]]:
     if not len(points):
         return []
     return linked_groups(np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2) <= radius)
+
+
+def person_points(ctx: RuleContext, min_score: float) -> np.ndarray:
+    """This frame's people (detections, they may move) as their feet, in pixels (N, 2)."""
+    w, h = ctx.pixel_scale()
+    people = ctx.detections[
+        np.array([c == PERSON for c in ctx.detections.class_name], dtype=bool) & (ctx.detections.confidence >= min_score)
+    ]
+    return np.array(
+        [anchor_point(tuple(b), Anchor.bottom_center) for b in people.xyxyn.tolist()], dtype=np.float64
+    ).reshape(-1, 2) * (w, h)
+
+
+@dataclass(frozen=True, slots=True)
+class CueCluster:
+    """Resting cue tracks close together in one zone, dwelt long enough, with people at them."""
+
+    members: tuple[Track, ...]
+    since: float  # when the min_cues-th of them came to rest
+    people: int
+
+    @property
+    def box(self) -> Box:
+        return union_box(t.box for t in self.members)
+
+    @property
+    def oldest(self) -> Track:
+        """The track that names the cluster (its firing key)."""
+        return min(self.members, key=lambda t: (t.stationary_since, t.track_id))
+
+    @property
+    def names(self) -> list[str]:
+        return sorted({t.class_name for t in self.members})
+
+    @property
+    def score(self) -> float:
+        return float(np.mean([t.score for t in self.members]))
+
+
+def cue_clusters(ctx: RuleContext, zone: Zone, cues: list[Track], person_pts: np.ndarray, *, radius: float,
+                 dwell: float, min_cues: int, min_people: int) -> list[CueCluster]:
+    """The clusters of `cues` (tracks at rest inside `zone`) that qualify (see the module docstring)."""
+    if len(cues) < min_cues:
+        return []
+    w, h = ctx.pixel_scale()
+    pts = np.array([anchor_point(t.box, Anchor.bottom_center) for t in cues], dtype=np.float64) * (w, h)
+    out: list[CueCluster] = []
+    for group in clusters(pts, radius):
+        if len(group) < min_cues:
+            continue
+        members = [cues[i] for i in group]
+        sinces = sorted(
+            x for x in (effective_since(t.stationary_since, zone, ctx.local_time, ctx.pts) for t in members) if x is not None
+        )
+        if len(sinces) < min_cues:
+            continue
+        since = sinces[min_cues - 1]
+        if ctx.pts - since + EPS < dwell:
+            continue
+        n_people = 0
+        if len(person_pts):
+            d = np.linalg.norm(person_pts[:, None, :] - pts[group][None, :, :], axis=2)
+            n_people = int((d.min(axis=1) <= radius).sum())
+        if n_people < min_people:
+            continue
+        out.append(CueCluster(tuple(members), since, n_people))
+    return out
 
 
 class StreetVendingRule(BaseRule):
@@ -60,13 +129,7 @@ class StreetVendingRule(BaseRule):
         now = [t for t in ctx.seen_now() if t.score >= s.min_score and t.stationary_since is not None]
         w, h = ctx.pixel_scale()
         radius = s.cluster_radius * float(np.hypot(w, h))
-        people = ctx.detections[
-            np.array([c == PERSON for c in ctx.detections.class_name], dtype=bool)
-            & (ctx.detections.confidence >= s.min_score)
-        ]
-        person_pts = np.array(
-            [anchor_point(tuple(b), Anchor.bottom_center) for b in people.xyxyn.tolist()], dtype=np.float64
-        ).reshape(-1, 2) * (w, h)
+        person_pts = person_points(ctx, s.min_score)
 
         events: list[Event] = []
         fired: set[int] = set()
@@ -89,41 +152,17 @@ class StreetVendingRule(BaseRule):
             events.extend(self._clusters(ctx, z, cues, person_pts, radius, dwell, fired))
         return events
 
-    def _clusters(self, ctx: RuleContext, z, cues: list[Track], person_pts: np.ndarray, radius: float,
+    def _clusters(self, ctx: RuleContext, z: Zone, cues: list[Track], person_pts: np.ndarray, radius: float,
                   dwell: float, fired: set[int]) -> list[Event]:
         s = ctx.rules.street_vending
-        if len(cues) < s.min_cues:
-            return []
-        w, h = ctx.pixel_scale()
-        pts = np.array([anchor_point(t.box, Anchor.bottom_center) for t in cues], dtype=np.float64) * (w, h)
         out: list[Event] = []
-        for group in clusters(pts, radius):
-            if len(group) < s.min_cues:
+        for c in cue_clusters(ctx, z, cues, person_pts, radius=radius, dwell=dwell, min_cues=s.min_cues, min_people=s.min_people):
+            fired.update(t.track_id for t in c.members)
+            if not self.refresh.due((ctx.camera.id, "cluster", c.oldest.track_id, z.id), c.since, ctx.pts):
                 continue
-            members = [cues[i] for i in group]
-            sinces = sorted(
-                x for x in (effective_since(t.stationary_since, z, ctx.local_time, ctx.pts) for t in members) if x is not None
-            )
-            if len(sinces) < s.min_cues:
-                continue
-            since = sinces[s.min_cues - 1]
-            if ctx.pts - since + EPS < dwell:
-                continue
-            n_people = 0
-            if len(person_pts):
-                d = np.linalg.norm(person_pts[:, None, :] - pts[group][None, :, :], axis=2)
-                n_people = int((d.min(axis=1) <= radius).sum())
-            if n_people < s.min_people:
-                continue
-            fired.update(t.track_id for t in members)
-            oldest = min(members, key=lambda t: (t.stationary_since, t.track_id))
-            if not self.refresh.due((ctx.camera.id, "cluster", oldest.track_id, z.id), since, ctx.pts):
-                continue
-            names = sorted({t.class_name for t in members})
             out.append(self.event(
-                ctx, Category.street_vending, union_box(t.box for t in members), z, since,
-                float(np.mean([t.score for t in members])), [t.track_id for t in members], names,
-                f"{len(members)} stall cues ({', '.join(names)}) with {n_people} people stationary "
-                f"{ctx.pts - since:.0f} s in no-vending zone {zone_label(z)}",
+                ctx, Category.street_vending, c.box, z, c.since, c.score, [t.track_id for t in c.members], c.names,
+                f"{len(c.members)} stall cues ({', '.join(c.names)}) with {c.people} people stationary "
+                f"{ctx.pts - c.since:.0f} s in no-vending zone {zone_label(z)}",
             ))
         return out

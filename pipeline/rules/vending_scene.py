@@ -32,7 +32,7 @@ from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for
 from citypatrol.pipeline.rules.scene_change import ZoneView, change_mask
 from citypatrol.pipeline.rules.vending import PERSON
 from citypatrol.pipeline.tracker import StationaryTracker
-from citypatrol.pipeline.types import SCENE_CUE, Box, Event
+from citypatrol.pipeline.types import SCENE_CUE, Box, Event, Track
 from citypatrol.pipeline.zones import Anchor, anchor_point
 
 NEW_OBJECT = "new_object"
@@ -81,14 +81,42 @@ def new_objects(image: np.ndarray, reference: np.ndarray, zone: Zone, people: li
     return out
 
 
+class NewObjectTracker:
+    """New objects in zones, tracked per camera like detections (class `new_object`), so a passing
+    van never rests. Shared by the vending scene cue and configured scene_change categories."""
+
+    def __init__(self, work_px: int = 320) -> None:
+        self.work_px = work_px
+        self._trackers: dict[str, StationaryTracker] = {}
+
+    def update(self, ctx: RuleContext, zones: list[Zone], people: list[Box], *, min_area: float,
+               ignore: list[Zone] = ()) -> list[tuple[Track, Zone | None]]:
+        """The camera's live new-object tracks after this frame, each with the zone it was found in
+        now (None: not seen in this frame)."""
+        reference = ctx.reference
+        if reference.shape[:2] != ctx.image.shape[:2]:
+            reference = cv2.resize(reference, (ctx.image.shape[1], ctx.image.shape[0]), interpolation=cv2.INTER_AREA)
+        found: list[tuple[Box, Zone]] = []
+        for z in zones:
+            found += [(b, z) for b in new_objects(ctx.image, reference, z, people, ignore=ignore,
+                                                  min_area=min_area, work_px=self.work_px)]
+        tracker = self._trackers.setdefault(ctx.camera.id, StationaryTracker(ctx.camera.id))
+        w, h = ctx.pixel_scale()
+        boxes = [[b[0] * w, b[1] * h, b[2] * w, b[3] * h] for b, _ in found]
+        tracks = tracker.update(Detections.from_lists(boxes, [1.0] * len(found), [NEW_OBJECT] * len(found), (int(w), int(h))), ctx.pts)
+        return [
+            (t, next((z for b, z in found if np.allclose(b, t.box, atol=1e-3)), None) if t.last_seen >= ctx.pts - EPS else None)
+            for t in tracks
+        ]
+
+
 class VendingSceneRule(BaseRule):
     name = "vending_scene"
     categories = (Category.street_vending,)
 
     def __init__(self, rules=None, *, refresh_s: float = 60.0, work_px: int = 320) -> None:
         super().__init__(rules, refresh_s=refresh_s)
-        self.work_px = work_px
-        self._trackers: dict[str, StationaryTracker] = {}
+        self.objects = NewObjectTracker(work_px)
         self._attendance: dict[tuple[str, int], Attendance] = {}
 
     def disabled_reason(self, model_classes: frozenset[str]) -> str | None:
@@ -104,31 +132,21 @@ class VendingSceneRule(BaseRule):
         zones = ctx.zones(ZoneKind.no_vending)
         if not (s.enabled and s.scene_change) or not zones or ctx.image is None or ctx.reference is None:
             return []
-        reference = ctx.reference
-        if reference.shape[:2] != ctx.image.shape[:2]:
-            reference = cv2.resize(reference, (ctx.image.shape[1], ctx.image.shape[0]), interpolation=cv2.INTER_AREA)
         people = people_boxes(ctx.detections, s.min_score)
         approved = ctx.zones(ZoneKind.approved_ad, active=False)
-        found: list[tuple[Box, Zone]] = []
-        for z in zones:
-            found += [(b, z) for b in new_objects(ctx.image, reference, z, people, ignore=approved,
-                                                  min_area=s.scene_min_area, work_px=self.work_px)]
         cam = ctx.camera.id
-        tracker = self._trackers.setdefault(cam, StationaryTracker(cam))
+        tracks = self.objects.update(ctx, zones, people, min_area=s.scene_min_area, ignore=approved)
         w, h = ctx.pixel_scale()
-        boxes = [[b[0] * w, b[1] * h, b[2] * w, b[3] * h] for b, _ in found]
-        tracks = tracker.update(Detections.from_lists(boxes, [1.0] * len(found), [NEW_OBJECT] * len(found), (int(w), int(h))), ctx.pts)
-        live = {t.track_id for t in tracks}
+        live = {t.track_id for t, _ in tracks}
         for key in [k for k in self._attendance if k[0] == cam and k[1] not in live]:
             del self._attendance[key]
         radius = s.cluster_radius * float(np.hypot(w, h))
         person_pts = np.array([anchor_point(b, Anchor.bottom_center) for b in people], dtype=np.float64).reshape(-1, 2) * (w, h)
         events: list[Event] = []
-        for t in tracks:
+        for t, zone in tracks:
             if t.last_seen < ctx.pts - EPS:
                 continue
-            zone = next((z for b, z in found if np.allclose(b, t.box, atol=1e-3)), None)
-            n_people = _people_at(t.box, person_pts, radius, (w, h))
+            n_people = people_at(t.box, person_pts, radius, (w, h))
             att = self._attendance.setdefault((cam, t.track_id), Attendance())
             att.add(t.stationary_since, n_people)
             if zone is None or t.stationary_since is None:
@@ -154,7 +172,7 @@ def people_boxes(d: Detections, min_score: float) -> list[Box]:
     return [tuple(float(v) for v in b) for b in d.xyxyn[keep].tolist()]  # type: ignore[misc]
 
 
-def _people_at(box: Box, person_pts: np.ndarray, radius: float, scale: tuple[float, float]) -> int:
+def people_at(box: Box, person_pts: np.ndarray, radius: float, scale: tuple[float, float]) -> int:
     """People whose feet are within `radius` (pixels) of the object's box."""
     if not len(person_pts):
         return 0

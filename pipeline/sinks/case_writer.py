@@ -165,6 +165,7 @@ class CaseWriter:
             camera_name=(cam.name or cam.id) if cam else case.camera_id,
             local_time=case.last_seen_at.astimezone(self.tz),
             polygons=[z.polygon for z in zones], zone_names=[z.name or z.id for z in zones], detail=case.detail,
+            title=code.name if (code := self.config.codes.get(case.category)) else "",
         )  # fmt: skip
 
     def _clip(self, case: Case, clip: ClipSource, out: Path) -> EvidenceFile | None:

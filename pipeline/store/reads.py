@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from citypatrol.pipeline.config.models import Category, Location
+from citypatrol.pipeline.config.models import Location, category_of
 from citypatrol.pipeline.store.records import CaseRecord, CategoryCode, EvidenceKind, EvidenceRecord, OutboxRecord, OutboxStatus
 from citypatrol.pipeline.store.schema import CaseRow, EvidenceRow, OutboxRow, SightingRow, TransitionRow, as_utc
 from citypatrol.pipeline.types import Case, CaseStatus, PlateRead, Transition
@@ -24,7 +24,7 @@ NEWEST_FIRST = (CaseRow.opened_at.desc(), CaseRow.case_id.desc())
 
 def case_from_row(r: CaseRow, history: tuple[Transition, ...] = ()) -> Case:
     return Case(
-        case_id=r.case_id, camera_id=r.camera_id, category=Category(r.category), status=CaseStatus(r.status),
+        case_id=r.case_id, camera_id=r.camera_id, category=category_of(r.category), status=CaseStatus(r.status),
         box=(r.x1, r.y1, r.x2, r.y2), zone_id=r.zone_id, opened_pts=r.opened_pts, opened_at=r.opened_at,
         last_seen_pts=r.last_seen_pts, last_seen_at=r.last_seen_at, score=r.score, events=r.events, site=r.site,
         detail=r.detail, model=r.model, history=history, cue=r.cue or "detector",

@@ -25,7 +25,7 @@ from sqlalchemy import Engine, func, select, update
 
 from citypatrol.pipeline.store import writes as w
 from citypatrol.pipeline.cases.states import FINAL
-from citypatrol.pipeline.config.models import Category, CodeEntry
+from citypatrol.pipeline.config.models import Category, CodeEntry, category_of, is_builtin
 from citypatrol.pipeline.store.review_schema import AuditRow, ZoneVersionRow
 from citypatrol.pipeline.store.schema import CameraRow, CaseRow, EvidenceRow, OutboxRow, SightingRow, TransitionRow, as_utc, utcnow
 from citypatrol.pipeline.store.users import audit, transaction
@@ -35,6 +35,10 @@ S = CaseStatus
 REVIEW_QUEUE: tuple[CaseStatus, ...] = (S.detected, S.pending_review, S.reopened)
 OPEN: tuple[CaseStatus, ...] = tuple(s for s in CaseStatus if s not in FINAL and s is not S.expired)
 DECISIONS = ("confirm", "reject")
+
+
+class UnknownCategory(ValueError):
+    """A category that is neither built-in nor configured."""
 
 
 class ReviewConflict(ValueError):
@@ -97,7 +101,7 @@ def _audit(r: AuditRow) -> AuditEntry:
 
 
 class ReviewStore:
-    def __init__(self, engine: Engine, codes: Mapping[Category, CodeEntry]) -> None:
+    def __init__(self, engine: Engine, codes: Mapping[str, CodeEntry]) -> None:
         self._engine = engine
         self._codes = dict(codes)
 
@@ -116,9 +120,11 @@ class ReviewStore:
             })
             return t
 
-    def reclassify(self, case_id: str, category: Category, *, actor: str, reason: str = "") -> str:
+    def reclassify(self, case_id: str, category: Category | str, *, actor: str, reason: str = "") -> str:
         """Change a case's category (and its city code snapshot); returns the old category."""
-        category = Category(category)
+        category = category_of(category)
+        if not is_builtin(category) and category not in self._codes:
+            raise UnknownCategory(f"unknown category {category.value!r}: neither built-in nor configured under `categories`")
         with transaction(self._engine, write=True) as s:
             row = w.case_row(s, case_id, lock=True)
             if CaseStatus(row.status) in FINAL:

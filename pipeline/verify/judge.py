@@ -14,6 +14,9 @@ already judged a problem; the question now is only whether the thing is still th
   the reference image (`scene_cues`);
 - street vending opened by the scene-change cue (no vendor class): a new object against the
   reference image still on the case's box (`object_cues`).
+- a configured category, by its rule kind: stationary_object, its classes on the box;
+  cue_cluster, at least `min_cues` of its classes mostly inside the box (`configured_cues`);
+  scene_change, a new object on the box (`object_cues`); text_region, text on the box (`text_cues`).
 
 `Judge` turns the per-frame answers into a verdict over stream time: `gone` when nothing was seen
 for `confirm_s` (since the last sighting, or since watching began), `present` when the cause was
@@ -31,7 +34,7 @@ import numpy as np
 from citypatrol.models.detections import Detections
 from citypatrol.models.text import TextRegion
 from citypatrol.pipeline.boxes import box_iou
-from citypatrol.pipeline.config.models import Category, Rules, VerifyConfig
+from citypatrol.pipeline.config.models import Category, CategoryDef, RuleKind, Rules, VerifyConfig
 from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, Box
 
 
@@ -72,11 +75,20 @@ def cues(category: Category, rules: Rules, detections: Detections, box: Box, mat
     return _on_box(detections, set(s.classes), s.min_score, box, match_iou)
 
 
-def text_cues(rules: Rules, regions: Iterable[TextRegion], box: Box, match_iou: float) -> list[Cue]:
-    """Printed text (above the rule's `text_min_score`) on the case's box: the text cue's case is still there."""
-    s = rules.billboard
+def configured_cues(category: CategoryDef, detections: Detections, box: Box, match_iou: float) -> list[Cue]:
+    """A configured stationary_object or cue_cluster category's classes at the case's place."""
+    classes = set(category.classes)
+    if category.rule is RuleKind.cue_cluster:
+        inside = [c for c in _all(detections, classes, category.min_score) if _share_inside(c.box, box) >= 0.5]
+        return inside if len(inside) >= category.min_cues else []
+    return _on_box(detections, classes, category.min_score, box, match_iou)
+
+
+def text_cues(rules: Rules, regions: Iterable[TextRegion], box: Box, match_iou: float, min_score: float | None = None) -> list[Cue]:
+    """Printed text (above the rule's `text_min_score`, or `min_score`) on the case's box: the text cue's case is still there."""
+    threshold = rules.billboard.text_min_score if min_score is None else min_score
     return [Cue(r.box, r.read_score, TEXT_CUE) for r in regions
-            if r.read_score >= s.text_min_score and (box_iou(r.box, box) >= match_iou or _share_inside(r.box, box) >= 0.5)]
+            if r.read_score >= threshold and (box_iou(r.box, box) >= match_iou or _share_inside(r.box, box) >= 0.5)]
 
 
 def scene_cues(rules: Rules, share: float, changed: Box | None) -> list[Cue]:

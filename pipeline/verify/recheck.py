@@ -33,8 +33,8 @@ import numpy as np
 
 from citypatrol.annotate.evidence import render_annotated, write_image
 from citypatrol.models.detector import MultiDetector
-from citypatrol.models.text import RapidTextReader, TextReader, TextReaderError
-from citypatrol.pipeline.config.models import Camera, Category, Config, ZoneKind
+from citypatrol.models.text import RapidTextReader, TextReader, TextReaderError, TextRegion
+from citypatrol.pipeline.config.models import Camera, Category, CategoryDef, Config, RuleKind, Rules, Zone, ZoneKind
 from citypatrol.pipeline.dispatch import message as dm
 from citypatrol.pipeline.store.case_store import Store
 from citypatrol.pipeline.rules.scene_change import SceneChangeRule
@@ -42,7 +42,7 @@ from citypatrol.pipeline.rules.vending_scene import new_objects, people_boxes
 from citypatrol.pipeline.store.records import CaseRecord, EvidenceKind, OutboxMessage
 from citypatrol.pipeline.text_schedule import read_area
 from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, Box, Case, CaseStatus
-from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, cues, object_cues, scene_cues, text_cues
+from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, configured_cues, cues, object_cues, scene_cues, text_cues
 from citypatrol.pipeline.zones import zones_of_kind
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.open import open_source
@@ -168,8 +168,10 @@ class Verifier:
         log.info("case %s: %s → %s", case.case_id, reason, status.value)
         return VerifyResult(case.case_id, verdict, status, judge.frames, watched, tuple(files), reason)
 
-    @staticmethod
-    def _cue_name(case: Case) -> str:
+    def _cue_name(self, case: Case) -> str:
+        defn = self.config.category(case.category)
+        if defn is not None:
+            return {RuleKind.scene_change: "scene-change cue", RuleKind.text_region: "text cue"}.get(defn.rule, "detector")
         if case.category is Category.billboard and case.cue == TEXT_CUE:
             return "text cue"
         if case.cue == SCENE_CUE and case.category in (Category.billboard, Category.street_vending):
@@ -179,35 +181,64 @@ class Verifier:
     def _check(self, case: Case, cam: Camera, rules) -> Callable[[Frame], list[Cue]]:
         """The per-frame check that re-runs the cue which opened the case."""
         v = self.config.verify
+        defn = self.config.category(case.category)
+        if defn is not None:
+            return self._configured_check(case, cam, rules, defn)
         if case.category is Category.billboard and case.cue == TEXT_CUE:
-            if self.text_reader is None:
-                try:
-                    self.text_reader = RapidTextReader()
-                except TextReaderError as exc:  # the case stays handled; the others are verified
-                    raise SourceError(f"case {case.case_id}: the text cue cannot be re-run: {exc}") from exc
-            reader = self.text_reader
             zone = [z for z in cam.zones if z.id == case.zone_id and z.kind is ZoneKind.ad_area]
-            area = read_area(zone) if zone else _around(case.box)
-            return lambda frame: text_cues(rules, reader.read(frame.image, area).regions, case.box, v.match_iou)
+            return self._text_check(case, zone, lambda regions: text_cues(rules, regions, case.box, v.match_iou))
         if case.cue == SCENE_CUE and case.category in (Category.billboard, Category.street_vending):
-            reference = cv2.imread(str(cam.reference_image), cv2.IMREAD_COLOR) if cam.reference_image else None
-            zone = next((z for z in cam.zones if z.id == case.zone_id), None)
-            if reference is None or zone is None:
-                why = "no readable reference image" if reference is None else f"zone {case.zone_id} no longer drawn"
-                raise SourceError(f"case {case.case_id}: the scene-change cue cannot be re-run: {why}")
+            if case.category is Category.street_vending:  # the new object itself, people left out
+                s = rules.street_vending
+                return self._object_check(case, cam, s.min_score, s.scene_min_area)
+            reference, zone = self._reference_and_zone(case, cam)
             rule = SceneChangeRule(rules)
             approved = zones_of_kind(cam.zones, ZoneKind.approved_ad)
 
             def scene(frame: Frame) -> list[Cue]:
-                h, w = frame.image.shape[:2]
-                ref = reference if reference.shape[:2] == (h, w) else cv2.resize(reference, (w, h), interpolation=cv2.INTER_AREA)
-                if case.category is Category.street_vending:  # the new object itself, people left out
-                    people = people_boxes(self.detector.detect([frame.image])[0], rules.street_vending.min_score)
-                    objects = new_objects(frame.image, ref, zone, people, ignore=approved, min_area=rules.street_vending.scene_min_area)
-                    return object_cues(objects, case.box, v.match_iou)
-                return scene_cues(rules, *rule.measure(frame.image, ref, zone, approved))
+                return scene_cues(rules, *rule.measure(frame.image, _sized(reference, frame), zone, approved))
             return scene
         return lambda frame: cues(case.category, rules, self.detector.detect([frame.image])[0], case.box, v.match_iou)
+
+    def _configured_check(self, case: Case, cam: Camera, rules: Rules, defn: CategoryDef) -> Callable[[Frame], list[Cue]]:
+        """A configured category is re-checked by its rule kind's cue."""
+        v = self.config.verify
+        if defn.rule is RuleKind.text_region:
+            zone = [z for z in cam.zones if z.id == case.zone_id]
+            return self._text_check(case, zone, lambda regions: text_cues(rules, regions, case.box, v.match_iou, defn.text_min_score))
+        if defn.rule is RuleKind.scene_change:
+            return self._object_check(case, cam, defn.min_score, defn.min_area)
+        return lambda frame: configured_cues(defn, self.detector.detect([frame.image])[0], case.box, v.match_iou)
+
+    def _text_check(self, case: Case, zone: list[Zone], judge: Callable[[tuple[TextRegion, ...]], list[Cue]]) -> Callable[[Frame], list[Cue]]:
+        """Text read again where the case was found (its zone's area, else around its box)."""
+        if self.text_reader is None:
+            try:
+                self.text_reader = RapidTextReader()
+            except TextReaderError as exc:  # the case stays handled; the others are verified
+                raise SourceError(f"case {case.case_id}: the text cue cannot be re-run: {exc}") from exc
+        reader = self.text_reader
+        area = read_area(zone) if zone else _around(case.box)
+        return lambda frame: judge(reader.read(frame.image, area).regions)
+
+    def _reference_and_zone(self, case: Case, cam: Camera) -> tuple[np.ndarray, Zone]:
+        reference = cv2.imread(str(cam.reference_image), cv2.IMREAD_COLOR) if cam.reference_image else None
+        zone = next((z for z in cam.zones if z.id == case.zone_id), None)
+        if reference is None or zone is None:
+            why = "no readable reference image" if reference is None else f"zone {case.zone_id} no longer drawn"
+            raise SourceError(f"case {case.case_id}: the scene-change cue cannot be re-run: {why}")
+        return reference, zone
+
+    def _object_check(self, case: Case, cam: Camera, min_score: float, min_area: float) -> Callable[[Frame], list[Cue]]:
+        """A new object against the reference image still on the case's box, people left out."""
+        reference, zone = self._reference_and_zone(case, cam)
+        approved = zones_of_kind(cam.zones, ZoneKind.approved_ad)
+
+        def objects(frame: Frame) -> list[Cue]:
+            people = people_boxes(self.detector.detect([frame.image])[0], min_score)
+            found = new_objects(frame.image, _sized(reference, frame), zone, people, ignore=approved, min_area=min_area)
+            return object_cues(found, case.box, self.config.verify.match_iou)
+        return objects
 
     def _before(self, record: CaseRecord, folder: str) -> list[str]:
         """A copy of the case's original frame as the before-image (none when it has no frame)."""
@@ -229,13 +260,19 @@ class Verifier:
     def _image(self, image: np.ndarray, case: Case, folder: str, name: str, kind: EvidenceKind, at: datetime, *,
                box: Box | None = None) -> str:
         cam = self.cameras.get(case.camera_id)
-        annotated = render_annotated(image, box or case.box, case.category, case.score,
+        code = self.config.codes.get(case.category)
+        annotated = render_annotated(image, box or case.box, case.category, case.score, title=code.name if code else "",
                                      camera_name=(cam.name or cam.id) if cam else case.camera_id,
                                      local_time=at.astimezone(self.tz), detail=f"核查 {name.removesuffix('.jpg')}")
         rel = f"{folder}/{name}"
         f = write_image(annotated, self.evidence_dir / rel, kind.value)
         self.store.add_evidence(case.case_id, kind, rel, f.sha256, f.bytes)
         return rel
+
+
+def _sized(reference: np.ndarray, frame: Frame) -> np.ndarray:
+    h, w = frame.image.shape[:2]
+    return reference if reference.shape[:2] == (h, w) else cv2.resize(reference, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _around(box: Box, pad: float = 0.2) -> Box:

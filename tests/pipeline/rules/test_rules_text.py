@@ -16,9 +16,10 @@ import pytest
 
 from citypatrol.annotate.evidence import crop_bounds
 from citypatrol.models.text import RapidTextReader, TextReading, TextRegion, is_readable
-from citypatrol.pipeline.config.models import BillboardSettings, Category, Rules, ZoneKind
+from citypatrol.pipeline.config.models import BillboardSettings, Category, CategoryDef, Rules, ZoneKind
 from citypatrol.pipeline.evaluation.scoring import boxes_match
 from citypatrol.pipeline.rules import TextRegionRule
+from citypatrol.pipeline.rules.configured import configured_rule
 from citypatrol.pipeline.rules.register import MIN_AGREEMENT, Register, agreement, decode_look, entry_for_sign, sign_look
 from citypatrol.pipeline.text_schedule import TextSchedule
 from citypatrol.pipeline.tracker import StationaryTracker
@@ -236,3 +237,30 @@ def test_only_plate_level_text_on_a_vehicle_is_left_out(text, vehicle, dropped) 
     from citypatrol.pipeline.rules.text_region import _on_plate_level
 
     assert _on_plate_level(text, vehicle) is dropped
+
+
+POSTED_ADS = CategoryDef(name="posted_ads", code="0201", title="非法小广告", major="宣传广告", zone_kind="hoarding_wall",
+                         rule="text_region", dwell_s=60)
+
+
+def test_a_configured_text_region_category_finds_the_poster_in_its_own_zones(london) -> None:
+    """A city's own text category (rule kind text_region) on the real OCR readings of the hoarding."""
+    wall = zone("wall", "hoarding_wall", rect(0.64, 0.30, 1.0, 0.60))
+    rule = configured_rule(POSTED_ADS, refresh_s=600)
+    events = []
+    for i, reading in enumerate(london):
+        c = ctx(camera(wall, HOARDING), [], dets(size=(1920, 1080)), pts=i * 30.0, rules=SETTINGS, local_time=NOON)
+        events += rule.evaluate(replace(c, texts=reading))
+    assert events and {(e.category, e.zone_id, e.classes) for e in events} == {("posted_ads", "wall", ("text",))}
+    assert any(boxes_match(e.box, TRAIN_POSTER) for e in events) and all(e.pts == 60.0 for e in events)
+    assert all("in hoarding_wall zone wall" in e.detail for e in events)
+    other = ctx(camera(HOARDING), [], dets(size=(1920, 1080)), pts=60.0, rules=SETTINGS, local_time=NOON)
+    assert configured_rule(POSTED_ADS).evaluate(replace(other, texts=london[0])) == []  # no zone of its kind
+
+
+def test_schedule_reads_a_configured_text_categorys_zones_even_with_the_billboard_text_cue_off() -> None:
+    wall = zone("wall", "hoarding_wall", rect(0.64, 0.30, 1.0, 0.60))
+    off = Rules(billboard=BillboardSettings(text_cue=False, text_every_s=30))
+    assert TextSchedule().due(camera(wall), off, NOON, 0.0) is None
+    area = TextSchedule().due(camera(wall), off, NOON, 0.0, ("hoarding_wall",))
+    assert area is not None and area[0] < 0.64 < area[2]
