@@ -483,6 +483,9 @@ def _pick_decided(cases: StoredCases, options: ExportOptions) -> _Picked:
         if d.reason_kind not in ("confirm", "not_problem", "compliant"):
             picked.skipped[f"reject: {d.reason_kind}"] += 1
             continue
+        if r.case.category not in NOT_A_PROBLEM:  # a city's configured category: no detector class or verifier label of ours
+            picked.skipped[f"configured category {r.case.category}"] += 1
+            continue
         s = load_sample(r, d, evidence_dir, picked.problems, cases.opening_boxes.get(r.case_id), cases.reviewed_boxes.get(r.case_id))
         if s is None:
             picked.skipped["evidence unusable"] += 1
