@@ -43,7 +43,7 @@ def measure(passes: int) -> dict:
     from citypatrol.models.detector import load_detectors
     from citypatrol.models.tiles import VEHICLES, detect_all_tiled
     from citypatrol.pipeline.config.models import Camera, Config, TileSpec, Zone
-    from citypatrol.pipeline.tiling import camera_grid
+    from citypatrol.pipeline.detection.tiling import camera_grid
 
     mirror = Path(os.environ.get("CITYPATROL_ASSET_MIRROR", REPO.parent / "shared" / "assets"))
     images = [cv2.imread(str(p)) for d in STILLS for p in sorted((mirror / d).glob("*.png"))]

@@ -24,7 +24,7 @@ from citypatrol.pipeline.appearance import LOOK_SIZE, looks_of
 from citypatrol.pipeline.cases.builder import CaseBuilder, CaseChange
 from citypatrol.pipeline.config.models import Camera, Config, Rules
 from citypatrol.pipeline.rules import ConfiguredTextRule, Rule, RuleContext, TextRegionRule, build_rules
-from citypatrol.pipeline.text_schedule import TextSchedule
+from citypatrol.pipeline.detection.text_schedule import TextSchedule
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import Event, Track
 from citypatrol.streams.frame import Frame

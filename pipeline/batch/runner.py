@@ -27,7 +27,7 @@ from citypatrol.pipeline.analyzer import Analyzer
 from citypatrol.pipeline.config.models import Camera, Config
 from citypatrol.pipeline.batch.footage import plan_cameras
 from citypatrol.pipeline.batch.outputs import DetectionLog, SampleFrames
-from citypatrol.pipeline.detection_schedule import DetectionSchedule
+from citypatrol.pipeline.detection.schedule import DetectionSchedule
 from citypatrol.pipeline.sinks.recorder import CaseRecorder, ClipSource
 from citypatrol.pipeline.cases.review_policy import ReviewPolicy
 from citypatrol.pipeline.cli.markup import esc

@@ -45,7 +45,7 @@ from sqlalchemy.engine import make_url
 from citypatrol.annotate.evidence import clip_bytes_from_file, clip_bytes_from_frames
 from citypatrol.models.detector import MultiDetector
 from citypatrol.pipeline.analyzer import Analyzer
-from citypatrol.pipeline.detection_schedule import DetectionSchedule
+from citypatrol.pipeline.detection.schedule import DetectionSchedule
 from citypatrol.pipeline.config.models import Camera, Config
 from citypatrol.pipeline.distributed.protocol import CostMeter, FrameMessage, SegmentResult, TickGate, clip_key, continued_pts
 from citypatrol.pipeline.distributed.link import StartCamera, StartSegment, StopCamera, WorkerLink

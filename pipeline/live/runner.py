@@ -50,7 +50,7 @@ from citypatrol.pipeline.sinks.second_stage import Check
 from citypatrol.pipeline.live.status import LiveStatus, StatusBook, write_status
 from citypatrol.pipeline.live.zones import SavedZones
 from citypatrol.pipeline.cases.review_policy import ReviewPolicy
-from citypatrol.pipeline.detection_schedule import DetectionSchedule
+from citypatrol.pipeline.detection.schedule import DetectionSchedule
 from citypatrol.pipeline.health.live import live_hook as health_live_hook
 from citypatrol.pipeline.sinks.recorder import CaseRecorder
 from citypatrol.pipeline.store.case_store import Store, open_store

@@ -40,7 +40,7 @@ from citypatrol.pipeline.store.case_store import Store
 from citypatrol.pipeline.rules.scene_change import SceneChangeRule
 from citypatrol.pipeline.rules.vending_scene import new_objects, people_boxes
 from citypatrol.pipeline.store.records import CaseRecord, EvidenceKind, OutboxMessage
-from citypatrol.pipeline.text_schedule import read_area
+from citypatrol.pipeline.detection.text_schedule import read_area
 from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, Box, Case, CaseStatus
 from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, configured_cues, cues, object_cues, scene_cues, text_cues
 from citypatrol.pipeline.zones import zones_of_kind

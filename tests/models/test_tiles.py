@@ -9,7 +9,7 @@ import pytest
 from citypatrol.models.detections import Detections
 from citypatrol.models.tiles import TileGrid, auto_grid, merge_nms, tile_boxes
 from citypatrol.pipeline.config.models import Camera, Config, Zone
-from citypatrol.pipeline.tiling import camera_grid, zones_region
+from citypatrol.pipeline.detection.tiling import camera_grid, zones_region
 
 
 @pytest.mark.parametrize(

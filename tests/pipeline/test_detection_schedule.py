@@ -19,7 +19,7 @@ import pytest
 
 from citypatrol.models.detector import load_detectors
 from citypatrol.pipeline.config.models import Camera, Config, Rules
-from citypatrol.pipeline.detection_schedule import DetectionSchedule, model_every_s
+from citypatrol.pipeline.detection.schedule import DetectionSchedule, model_every_s
 from citypatrol.streams.frame import Frame
 
 ROW_OF_BINS = "datasets/garbage_bin_overflow_cn/train/images/001986_jpg.rf.c80e03e3fd3ec83a544b6fa2dff9837b.jpg"

@@ -21,7 +21,7 @@ from citypatrol.pipeline.evaluation.scoring import boxes_match
 from citypatrol.pipeline.rules import TextRegionRule
 from citypatrol.pipeline.rules.configured import configured_rule
 from citypatrol.pipeline.rules.register import MIN_AGREEMENT, Register, agreement, decode_look, entry_for_sign, sign_look
-from citypatrol.pipeline.text_schedule import TextSchedule
+from citypatrol.pipeline.detection.text_schedule import TextSchedule
 from citypatrol.pipeline.tracker import StationaryTracker
 from tests.fixtures_logic import NOON, T0, camera, ctx, dets, rect, zone
 from tests.footage import frame_at

@@ -33,7 +33,7 @@ from citypatrol.models.detections import Detections
 from citypatrol.models.detector import MultiDetector
 from citypatrol.models.tiles import detect_tiled
 from citypatrol.pipeline.config.models import Camera, ChangeGate, Config
-from citypatrol.pipeline.tiling import CameraGrids
+from citypatrol.pipeline.detection.tiling import CameraGrids
 from citypatrol.streams.frame import Frame
 
 
