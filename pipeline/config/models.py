@@ -175,6 +175,10 @@ class ParkingSettings(RuleSettings):
 
 class VendingSettings(RuleSettings):
     dwell_s: float = Field(300, ge=0, le=86400)
+    look_every_s: float = Field(
+        10, ge=0, le=3600,
+        description="A stall stands for minutes: the models feeding this rule look every 10 s (the city model's stall "
+                    "class would otherwise make it run on every analysed frame).")
     classes: list[str] = Field(default_factory=lambda: ["stall"], description="Classes that are a stall by themselves.")
     cue_classes: list[str] = Field(
         default_factory=lambda: ["umbrella", "dining table", "table", "chair", "cart", "goods"],
