@@ -27,6 +27,7 @@ import numpy as np
 
 from citypatrol.models.detections import Detections
 from citypatrol.models.text import TextReading
+from citypatrol.pipeline.boxes import box_overlap_min
 from citypatrol.pipeline.config.models import Camera, Category, Rules, Zone, ZoneKind
 from citypatrol.pipeline.types import Box, Event, Track
 from citypatrol.pipeline.zones import box_in_zone, is_active, seconds_active, zones_of_kind
@@ -248,3 +249,11 @@ def linked_groups(linked: np.ndarray) -> list[list[int]]:
     for i in range(n):
         groups.setdefault(find(i), []).append(i)
     return sorted(groups.values())
+
+
+def overlap_groups(boxes: list[Box], share: float) -> list[list[int]]:
+    """One object boxed twice by a detector: single-linkage groups of boxes that share at least `share`
+    of the smaller box's area. Indices, each group sorted, groups in order of their first item."""
+    n = len(boxes)
+    linked = np.array([[box_overlap_min(a, b) >= share for b in boxes] for a in boxes], dtype=bool).reshape(n, n)
+    return linked_groups(linked)

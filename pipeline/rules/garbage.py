@@ -9,7 +9,9 @@ Every cue must be at rest ≥ dwell (`garbage.dwell_s`, or the zone's) with scor
 - a pile with no bin near → exposed_garbage.
 
 One bin is one problem: a bin seen overflowing and the piles beside it make one event, boxed around
-all of them, so the same bin is never two cases.
+all of them, so the same bin is never two cases. One heap is one problem too: a pile box lying
+mostly inside another pile's box (`NESTED_SHARE` of its area; a detector boxes a heap and a part of
+it) is part of that pile's event, not an event of its own.
 
 Where the camera has `bin_area` zones, only cues whose anchor (bottom centre) lies in an active
 `bin_area` count, and the event carries that zone: the operator drew them to say where garbage
@@ -27,11 +29,14 @@ from citypatrol.pipeline.rules.base import (
     box_gap,
     dwell_for,
     effective_since,
+    overlap_groups,
     union_box,
     zone_label,
 )
 from citypatrol.pipeline.types import Event, Track
 from citypatrol.pipeline.zones import box_in_zone
+
+NESTED_SHARE = 0.8  # a pile box this much inside a larger pile's box is a part of that heap
 
 
 class GarbageRule(BaseRule):
@@ -54,6 +59,7 @@ class GarbageRule(BaseRule):
         scale = ctx.pixel_scale()
         events: list[Event] = []
         per_bin: dict[int, _BinCues] = {}  # one overflowing bin is one event, with every pile beside it
+        exposed: list[tuple[Track, Zone | None, float]] = []
         for t in ctx.seen_now():
             if t.class_name not in overflow and t.class_name not in piles:
                 continue
@@ -74,10 +80,16 @@ class GarbageRule(BaseRule):
             if near is not None:
                 per_bin.setdefault(near.track_id, _BinCues(near)).add(t, zone, since, full=False)
                 continue
+            exposed.append((t, zone, since))
+        for group in overlap_groups([t.box for t, _, _ in exposed], NESTED_SHARE):
+            heap = [exposed[i] for i in group]
+            t, zone, _ = max(heap, key=lambda h: (h[0].box[2] - h[0].box[0]) * (h[0].box[3] - h[0].box[1]))
+            since = min(h[2] for h in heap)
             where = f" in bin area {zone_label(zone)}" if zone is not None else ""
             key = (ctx.camera.id, t.track_id, zone.id if zone else None, Category.exposed_garbage)
             if self.refresh.due(key, since, ctx.pts):
-                events.append(self.event(ctx, Category.exposed_garbage, t.box, zone, since, t.score, [t.track_id], [t.class_name],
+                events.append(self.event(ctx, Category.exposed_garbage, union_box(h[0].box for h in heap), zone, since,
+                                         max(h[0].score for h in heap), [h[0].track_id for h in heap], [t.class_name],
                                          f"{t.class_name} with no bin near persisting {ctx.pts - since:.0f} s{where}"))
         for cues in per_bin.values():
             key = (ctx.camera.id, cues.bin.track_id, cues.zone.id if cues.zone else None, Category.garbage_overflow)

@@ -2,7 +2,9 @@
 
 Two cues, both inside an active `no_vending` zone (bottom-centre anchor) and at rest ≥ dwell:
 
-1. a track of a stall class (`street_vending.classes`, e.g. a city model's `stall`);
+1. a track of a stall class (`street_vending.classes`, e.g. a city model's `stall`); stall boxes
+   sharing `SAME_STALL_SHARE` of the smaller one's area are one stall boxed twice (a parasol seen
+   from above and again with its shadow): one event, boxed around both;
 2. a cluster of stall-cue tracks (`cue_classes`: umbrella, table, chair, cart, goods …): cues whose
    anchors chain within `cluster_radius` × the frame diagonal of each other (single linkage),
    at least `min_cues` of them at rest, with at least `min_people` people (this frame's `person`
@@ -20,11 +22,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
-from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, linked_groups, union_box, zone_label
+from citypatrol.pipeline.rules.base import (
+    EPS,
+    BaseRule,
+    RuleContext,
+    dwell_for,
+    effective_since,
+    linked_groups,
+    overlap_groups,
+    union_box,
+    zone_label,
+)
 from citypatrol.pipeline.types import Box, Event, Track
 from citypatrol.pipeline.zones import Anchor, anchor_point, box_in_zone
 
 PERSON = "person"
+# Two stalls side by side share little of their boxes (round parasols touching: under a tenth);
+# one stall boxed twice shares about half.
+SAME_STALL_SHARE = 0.4
 
 
 def clusters(points: np.ndarray, radius: float) -> list[list[int]]:
@@ -136,17 +151,21 @@ class StreetVendingRule(BaseRule):
         for z in zones:
             dwell = dwell_for(z, s.dwell_s)
             inside = [t for t in now if t.track_id not in fired and box_in_zone(z, t.box, t.class_name)]
+            resting = []
             for t in inside:
-                if t.class_name not in stall:
-                    continue
-                since = effective_since(t.stationary_since, z, ctx.local_time, ctx.pts)
-                if since is None or ctx.pts - since + EPS < dwell:
-                    continue
-                fired.add(t.track_id)
-                if self.refresh.due((ctx.camera.id, t.track_id, z.id), since, ctx.pts):
+                since = effective_since(t.stationary_since, z, ctx.local_time, ctx.pts) if t.class_name in stall else None
+                if since is not None and ctx.pts - since + EPS >= dwell:
+                    resting.append((t, since))
+            for group in overlap_groups([t.box for t, _ in resting], SAME_STALL_SHARE):
+                members = [resting[i][0] for i in group]
+                since = min(resting[i][1] for i in group)
+                key_track = min(members, key=lambda m: m.track_id)
+                fired.update(m.track_id for m in members)
+                if self.refresh.due((ctx.camera.id, key_track.track_id, z.id), since, ctx.pts):
                     events.append(self.event(
-                        ctx, Category.street_vending, t.box, z, since, t.score, [t.track_id], [t.class_name],
-                        f"{t.class_name} stationary {ctx.pts - since:.0f} s in no-vending zone {zone_label(z)}",
+                        ctx, Category.street_vending, union_box(m.box for m in members), z, since,
+                        max(m.score for m in members), [m.track_id for m in members], [key_track.class_name],
+                        f"{key_track.class_name} stationary {ctx.pts - since:.0f} s in no-vending zone {zone_label(z)}",
                     ))
             cues = [t for t in inside if t.class_name in cue and t.track_id not in fired]
             events.extend(self._clusters(ctx, z, cues, person_pts, radius, dwell, fired))

@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 MODEL = "citypatrol-city"
 GARBAGE = "datasets/garbage_bin_overflow_cn"
 FACADE = "datasets/facade_advertising_spb"
+VENDORS = "datasets/street_vendors_bogota_aerial"
+SOURCE_PREFIX = {GARBAGE: "garbage_cn", FACADE: "facade_spb", VENDORS: "vendors_bogota"}  # mirror folder -> dataset name
 
 # Validation-split images (test_examples_are_held_out checks they are held out), each looked at by
 # eye: it shows the class. (The mirror's own train/valid folders are not our split.)
@@ -34,6 +36,9 @@ HELD_OUT_POSITIVES: list[tuple[str, str]] = [
     (f"{GARBAGE}/train/images/001134_jpg.rf.3289a5555eea72374044c23bc63ea70a.jpg", "garbage_pile"),  # spill by a wall
     (f"{FACADE}/images/train/img_10.jpg", "billboard"),  # 'Букетико' fascia sign + projecting sign
     (f"{FACADE}/images/train/img_128.jpg", "billboard"),  # long fascia sign on a green facade
+    # aerial orthophoto chips: a vendor's parasol seen from above
+    (f"{VENDORS}/valid/images/ortofoto-bogota-2021_2_chip_20_45_png.rf.3cff8a55dd1517c99e0d36164f8e524d.jpg", "stall"),
+    (f"{VENDORS}/valid/images/tunja_resample_clip_chip_22_15_png.rf.a009344a3e5928079a90049512d39f04.jpg", "stall"),
 ]
 # Held-out images that show none of the listed classes.
 HELD_OUT_NEGATIVES: list[tuple[str, set[str]]] = [
@@ -41,6 +46,10 @@ HELD_OUT_NEGATIVES: list[tuple[str, set[str]]] = [
     (f"{FACADE}/images/train/img_128.jpg", {"garbage_bin", "garbage_overflow", "garbage_pile"}),
     (f"{GARBAGE}/train/images/000980_jpg.rf.30f1efae363c0be30c3ea188629c62f9.jpg", {"billboard", "garbage_bin"}),
     (f"{GARBAGE}/train/images/002066_jpg.rf.90a5040e704c039ed319a07cf6c9813f.jpg", {"billboard", "garbage_overflow", "garbage_pile"}),
+    (f"{GARBAGE}/train/images/000220_jpg.rf.089e8628f663df50cf4b0237f41bb6f0.jpg", {"stall"}),  # bin and a man beside it
+    # aerial chips without a vendor: a road with cars, a car park
+    (f"{VENDORS}/valid/images/igac_reample_chip_13_13_png.rf.5b7e49ecdcd136b71579d73018e7432a.jpg", {"stall", "garbage_pile", "garbage_bin"}),
+    (f"{VENDORS}/valid/images/tunja_resample_clip_chip_2_7_png.rf.50b75055ab49f07ed73163f7ffc0dc50.jpg", {"stall", "garbage_pile", "garbage_bin"}),
 ]
 
 
@@ -53,7 +62,7 @@ def city_dataset(tmp_path_factory, assets) -> Path:
 def city_detector(assets):
     from citypatrol.models.detector import Detector
 
-    (cfg,) = [d for d in ModelsConfig().detectors if d.name == "city"]  # as shipped: imgsz 384, conf 0.45
+    (cfg,) = [d for d in ModelsConfig().detectors if d.name == "city"]  # as shipped
     return Detector(cfg)
 
 
@@ -84,6 +93,7 @@ def test_dataset_maps_labels_and_keeps_duplicates_out_of_validation(city_dataset
     # facade_spb ships 111 of its test images also in train: each file is used once, on one side
     assert len({i["sha1"] for i in items}) == len(items)
     assert sum(i["name"].startswith("facade_spb__") for i in items) == 521
+    assert sum(i["name"].startswith("vendors_bogota__") for i in items) == 427
     # a near-duplicate group never straddles the split
     sides: dict[str, set[str]] = {}
     for i in items:
@@ -95,7 +105,7 @@ def test_dataset_maps_labels_and_keeps_duplicates_out_of_validation(city_dataset
     # every class is present on both sides; window/door/arch are gone
     for part in ("train", "val"):
         assert set(split["boxes"][part]) == set(CITY_CLASSES)
-    assert 250 <= split["images"]["val"] <= 330 and split["images"]["train"] + split["images"]["val"] == 1925
+    assert 300 <= split["images"]["val"] <= 400 and split["images"]["train"] + split["images"]["val"] == 2352
     labels = list((city_dataset.parent / "labels" / "val").glob("*.txt"))
     ids = {int(line.split()[0]) for f in labels for line in f.read_text().splitlines()}
     assert ids == set(range(len(CITY_CLASSES)))
@@ -111,7 +121,7 @@ def test_dataset_is_reproducible(city_dataset: Path, tmp_path: Path, assets: Pat
 def test_examples_are_held_out(city_dataset: Path):
     val = {p.name for p in (city_dataset.parent / "images" / "val").iterdir()}
     for rel, _ in HELD_OUT_POSITIVES + HELD_OUT_NEGATIVES:
-        src = "garbage_cn" if rel.startswith(GARBAGE) else "facade_spb"
+        (src,) = [name for folder, name in SOURCE_PREFIX.items() if rel.startswith(folder)]
         assert f"{src}__{Path(rel).name}" in val, rel
 
 
@@ -121,9 +131,9 @@ def test_examples_are_held_out(city_dataset: Path):
 def test_release_weights_are_registered_and_small():
     entry = load_registry().get(MODEL)
     assert entry.in_repo and entry.label_map == "city"
-    assert set(entry.classes) == set(CITY_CLASSES)
+    assert set(entry.classes) == set(CITY_CLASSES) - {"street_vendor"} | {"stall"}  # canonical names
     path = resolve_asset(entry)  # checks the sha256
-    assert path == REPO / "models" / "weights" / "citypatrol-city-v1.pt"
+    assert path == REPO / "models" / "weights" / "citypatrol-city-v2.pt"
     assert path.stat().st_size <= 15 * 2**20
     assert sha256_file(path) == entry.sha256
 
@@ -135,7 +145,8 @@ def test_default_config_runs_city_model_beside_coco():
 
 
 def test_city_model_emits_canonical_classes(city_detector):
-    assert city_detector.classes == frozenset(CITY_CLASSES)
+    # street_vendor is what the vending rule calls a stall (models/labelmaps.py)
+    assert city_detector.classes == frozenset(CITY_CLASSES) - {"street_vendor"} | {"stall"}
 
 
 @pytest.mark.parametrize(("rel", "expected"), HELD_OUT_POSITIVES, ids=[Path(r).stem[:12] + "-" + c for r, c in HELD_OUT_POSITIVES])

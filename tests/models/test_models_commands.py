@@ -30,7 +30,7 @@ def test_verify_passes_on_the_mirror(assets: Path) -> None:
     assert result.exit_code == 0, result.output
     # every model in the registry: the mirror's COCO models and citypatrol's own city model
     assert result.output.count("✓") == 3
-    assert "✓ citypatrol-city:" in result.output and "models/weights/citypatrol-city-v1.pt" in result.output
+    assert "✓ citypatrol-city:" in result.output and "models/weights/citypatrol-city-v2.pt" in result.output
 
 
 def test_verify_fails_on_a_corrupt_copy_and_names_both_hashes(assets: Path, tmp_path: Path, monkeypatch) -> None:

@@ -52,19 +52,19 @@ def _city_boxes(d) -> list:
     return [tuple(b) for b, m in zip(d.xyxy.tolist(), d.class_name) if m.startswith("garbage") or m == "billboard"]
 
 
-def test_the_city_model_looks_every_30_s_and_its_newest_detections_fill_the_frames_between(config, detector, street):
+def test_the_city_model_looks_every_10_s_and_its_newest_detections_fill_the_frames_between(config, detector, street):
     schedule = DetectionSchedule(detector, config, config.cameras)
     coco, city = schedule.every_s("a")
-    assert coco == 0 and city == 30  # defaults: parking/vending every frame, garbage every 30 s
+    assert coco == 0 and city == 10  # defaults: parking every frame, vending (the stall class) every 10 s, garbage 30 s
     frames = [_frame("a", float(pts), street) for pts in range(0, 64, 2)]  # 32 frames, cadence 2 s
     results = []
     for i in range(0, len(frames), 4):
         results += schedule.detect(frames[i:i + 4])
     assert len(results) == len(frames)
-    assert schedule.runs == [32, 3]  # COCO on all 32 frames; the city model at 0, 30 and 60 s
-    assert schedule.reused == [0, 29]
+    assert schedule.runs == [32, 7]  # COCO on all 32 frames; the city model at 0, 10, 20 … 60 s
+    assert schedule.reused == [0, 25]
     assert _city_boxes(results[0]), "the city model finds the row of bins"
-    assert all(_city_boxes(r) == _city_boxes(results[0]) for r in results[1:15])  # reused until 30 s
+    assert all(_city_boxes(r) == _city_boxes(results[0]) for r in results[1:5])  # reused until 10 s
 
 
 def test_cameras_keep_their_own_schedules_even_in_one_batch(config, detector, street):
@@ -72,7 +72,7 @@ def test_cameras_keep_their_own_schedules_even_in_one_batch(config, detector, st
     schedule.detect([_frame("a", 0.0, street), _frame("b", 10.0, street), _frame("a", 2.0, street), _frame("b", 12.0, street)])
     assert schedule.runs == [4, 2]  # the city model once per camera: a at 0 s, b at 10 s
     schedule.detect([_frame("a", 31.0, street), _frame("b", 29.0, street)])
-    assert schedule.runs == [6, 3]  # a crossed 30 s, b did not
+    assert schedule.runs == [6, 4]  # a crossed 30 s, b 20 s
 
 
 def test_what_makes_a_model_look_again(config, detector, street):

@@ -55,6 +55,18 @@ def test_an_overflowing_bin_and_the_garbage_beside_it_are_one_problem() -> None:
     assert both.detail == "garbage_pile next to garbage_bin persisting 120 s"
 
 
+def test_a_heap_and_a_part_of_it_are_one_problem_two_heaps_are_two() -> None:
+    """A detector boxes a heap of bags and also a few bags of it (seen on a real Amsterdam pavement):
+    one case for the heap. A second heap beside it, not inside it, is its own case."""
+    heap = ("garbage_pile", (600, 400, 850, 650))
+    part = ("garbage_pile", (590, 500, 690, 660))  # 84 % of it inside the heap's box
+    (e,) = run(heap, part)
+    assert e.category is Category.exposed_garbage and e.box == pytest.approx((0.59, 0.4, 0.85, 0.66))
+    assert len(e.track_ids) == 2
+    other = ("garbage_pile", (870, 500, 990, 650))
+    assert sorted(ev.box for ev in run(heap, other)) == [pytest.approx((0.6, 0.4, 0.85, 0.65)), pytest.approx((0.87, 0.5, 0.99, 0.65))]
+
+
 def test_near_bin_distance_is_configurable() -> None:
     settings = Rules(garbage=GarbageSettings(dwell_s=120, near_bin=3.5))
     assert [e.category for e in run(BIN, PILE_FAR, settings=settings)] == [Category.garbage_overflow]

@@ -44,6 +44,19 @@ def test_stall_alone_is_vending_after_dwell() -> None:
     assert evs[0].detail == "stall stationary 300 s in no-vending zone 广场北侧"
 
 
+def test_one_stall_boxed_twice_is_one_event_two_stalls_side_by_side_are_two() -> None:
+    """A parasol seen from above is sometimes boxed twice, once shifted onto its shadow (a real
+    Bogotá plaza chip): one event boxed around both. Two parasols that touch are two stalls."""
+    stall = ("stall", (400, 560, 500, 660))
+    shifted = ("stall", (430, 590, 520, 680))  # 60 % of it inside the first box
+    twice = events([(t, dets(stall, shifted)) for t in cadence(0, 320)])
+    assert len(twice) == 1 and twice[0].box == pytest.approx((0.4, 0.56, 0.52, 0.68)) and len(twice[0].track_ids) == 2
+    neighbour = ("stall", (500, 560, 600, 660))  # touching at the edge
+    assert len(events([(t, dets(stall, neighbour)) for t in cadence(0, 320)])) == 2
+    diagonal = ("stall", (490, 650, 590, 750))  # corners overlapping by 1 %
+    assert len(events([(t, dets(stall, diagonal)) for t in cadence(0, 320)])) == 2
+
+
 def test_stall_outside_zone_is_nothing() -> None:
     assert events(frames(("stall", (400, 200, 560, 400)))) == []
 
