@@ -251,6 +251,9 @@ def linked_groups(linked: np.ndarray) -> list[list[int]]:
     return sorted(groups.values())
 
 
+NESTED_SHARE = 0.8  # a box this much inside a larger box of the same kind is a part of that object (a heap and a few bags of it)
+
+
 def overlap_groups(boxes: list[Box], share: float) -> list[list[int]]:
     """One object boxed twice by a detector: single-linkage groups of boxes that share at least `share`
     of the smaller box's area. Indices, each group sorted, groups in order of their first item."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import (
     EPS,
+    NESTED_SHARE,
     BaseRule,
     RuleContext,
     box_gap,
@@ -35,8 +36,6 @@ from citypatrol.pipeline.rules.base import (
 )
 from citypatrol.pipeline.types import Event, Track
 from citypatrol.pipeline.zones import box_in_zone
-
-NESTED_SHARE = 0.8  # a pile box this much inside a larger pile's box is a part of that heap
 
 
 class GarbageRule(BaseRule):
