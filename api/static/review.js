@@ -252,7 +252,9 @@
   window.addEventListener("resize", placeBoxLayer);
 
   function startBox() {
-    const shown = detail && detail.case_id === currentId ? lastOf(detail.evidence, "frame") : null;
+    // the list's copy of the case has its evidence too: B works while the details are still loading
+    const cur = detail && detail.case_id === currentId ? detail : items[indexOf(currentId)];
+    const shown = cur ? lastOf(cur.evidence, "frame") : null;
     if (!shown || showingClip || els.img.hidden || !els.img.naturalWidth) { toast(t("box.noframe")); return; }
     drawing = { start: null, box: null, evidence: shown.id };
     placeBoxLayer();
