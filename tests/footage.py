@@ -72,6 +72,18 @@ def box_zone(zid: str, kind: str, box: tuple[float, float, float, float], **kw):
     return Zone(id=zid, kind=kind, polygon=[[x1, y1], [x2, y1], [x2, y2], [x1, y2]], **kw)
 
 
+def example_config():  # noqa: ANN201 (→ Config)
+    """configs/example.yaml as a deployment loads it, its two secrets set to stand-ins."""
+    import pytest
+
+    from citypatrol.pipeline.config.loading import load_config
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CAM_EAST_PASSWORD", "x")
+        mp.setenv("DISPATCH_SECRET", "y")
+        return load_config(Path(__file__).resolve().parents[1] / "configs" / "example.yaml")
+
+
 def pklot_door_fronts(camera):  # noqa: ANN001, ANN201 (Camera → Camera)
     """The PKLot sequence-1 camera with door_front zones over spaces 6 and 11 (cars arrive) and 4 (a
     car in the reference picture), its 06:25 frame as the reference, and the built-in rules off."""

@@ -26,26 +26,21 @@ import pytest
 
 from citypatrol.models.detector import load_detectors
 from citypatrol.pipeline.batch.runner import run_batch
-from citypatrol.pipeline.config.loading import load_config
 from citypatrol.pipeline.config.models import Config, ConfiguredCategory
 from citypatrol.pipeline.evaluation.run import sample_cameras
 from citypatrol.pipeline.evaluation.samples import fetch_samples, load_samples
 from citypatrol.pipeline.evaluation.scoring import box_iou
-from footage import PKLOT_SPACE_4, PKLOT_SPACE_6, PKLOT_SPACE_11, box_zone, frame_at, pklot_door_fronts
+from footage import PKLOT_SPACE_4, PKLOT_SPACE_6, PKLOT_SPACE_11, box_zone, example_config, frame_at, pklot_door_fronts
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[3]
 SHOP_FRONT, PILING = "shop_front_business", "material_piling"
 BAGS = (0.06, 0.30, 0.65, 0.91)  # Amsterdam photo 273: the row of bags on cardboard
 
 
 @pytest.fixture(scope="module")
 def example() -> Config:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CAM_EAST_PASSWORD", "x")
-        mp.setenv("DISPATCH_SECRET", "y")
-        return load_config(REPO / "configs" / "example.yaml")
+    return example_config()
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,11 @@ the same cue (a new object against the reference picture) on footage of the empt
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from citypatrol.models.detector import load_detectors
 from citypatrol.pipeline.batch.runner import run_batch
-from citypatrol.pipeline.config.loading import load_config
 from citypatrol.pipeline.config.models import Config, ReviewConfig, ReviewOverride, VerifyConfig
 from citypatrol.pipeline.dispatch.dispatcher import Dispatcher, make_adapter
 from citypatrol.pipeline.evaluation.run import sample_cameras
@@ -24,11 +22,10 @@ from citypatrol.pipeline.store.case_store import open_store
 from citypatrol.pipeline.types import CaseStatus
 from citypatrol.pipeline.verify.recheck import Verifier
 from tests.fixtures_dispatch import CallbackServer, db_url, dispatch_config, pg_admin, sim, wait_for  # noqa: F401
-from tests.footage import pklot_door_fronts
+from tests.footage import example_config, pklot_door_fronts
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +35,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def example() -> Config:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CAM_EAST_PASSWORD", "x")
-        mp.setenv("DISPATCH_SECRET", "y")
-        return load_config(REPO / "configs" / "example.yaml")
+    return example_config()
 
 
 def test_a_configured_category_is_dispatched_with_its_code_and_verified(db_url, sim, detector, example, tmp_path):
