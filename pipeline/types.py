@@ -16,6 +16,7 @@ Box = tuple[float, float, float, float]  # normalised x1, y1, x2, y2
 
 TEXT_CUE = "text"  # `Event.classes` of the text cue: printed text read by OCR
 SCENE_CUE = "scene_change"  # of the scene-change cue: a change against the reference image
+PANEL_CUE = "panel"  # of the panel cue: a picture poster on a plain advertising surface
 DETECTOR_CUE = "detector"  # any other event: the detector's classes
 
 
@@ -25,6 +26,8 @@ def cue_of(classes: tuple[str, ...]) -> str:
         return TEXT_CUE
     if SCENE_CUE in classes:
         return SCENE_CUE
+    if PANEL_CUE in classes:
+        return PANEL_CUE
     return DETECTOR_CUE
 
 

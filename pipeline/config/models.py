@@ -218,6 +218,13 @@ class BillboardSettings(RuleSettings):
     scene_change_threshold: float = Field(0.35, gt=0, le=1, description="Share of an ad_area that must differ from the reference.")
     look_every_s: float = Field(60, ge=0, le=3600, description="Billboards go up over minutes: the models feeding this rule look every 60 s.")
     text_cue: bool = Field(True, description="Also report printed text (posters, banners, painted ads) at rest in ad_area zones, found by OCR.")
+    panel_cue: bool = Field(
+        False,
+        description="Also report picture posters without text in ad_area zones drawn on a plain surface (a construction hoarding, "
+        "a painted wall, a pole wrap): a panel of other colours with detail inside that the surface runs all the way round, at rest. "
+        "Off by default: on an ad area that takes in a facade, windows and shop windows are such panels too. Looked for when the "
+        "ad areas are read for text (text_every_s), so it needs text_cue.",
+    )
     text_min_score: float = Field(
         0.3, ge=0, le=1,
         description="Recogniser confidence below which a detected text region is taken for texture (people, benches, railings), not text.",

@@ -17,6 +17,7 @@ from citypatrol.pipeline.rules.base import DEFAULT_REFRESH_S, BaseRule, Refreshe
 from citypatrol.pipeline.rules.billboard import BillboardRule
 from citypatrol.pipeline.rules.configured import ConfiguredRule, ConfiguredTextRule, configured_rule
 from citypatrol.pipeline.rules.garbage import GarbageRule
+from citypatrol.pipeline.rules.panel_region import PanelRule
 from citypatrol.pipeline.rules.parking import IllegalParkingRule
 from citypatrol.pipeline.rules.scene_change import SceneChangeRule
 from citypatrol.pipeline.rules.text_region import TextRegionRule
@@ -30,6 +31,7 @@ __all__ = [
     "ConfiguredTextRule",
     "GarbageRule",
     "IllegalParkingRule",
+    "PanelRule",
     "Refresher",
     "Rule",
     "RuleContext",
@@ -63,6 +65,7 @@ def build_rules(
         BillboardRule(settings, refresh_s=refresh_s),
         SceneChangeRule(settings, refresh_s=refresh_s),
         TextRegionRule(settings, refresh_s=refresh_s),
+        PanelRule(settings, refresh_s=refresh_s),
         *(configured_rule(c, refresh_s=refresh_s) for c in categories),
     ]
     active: list[Rule] = []

@@ -10,8 +10,8 @@ already judged a problem; the question now is only whether the thing is still th
 - overflowing bin: overflow or garbage-pile classes on the box; exposed garbage: pile classes;
 - billboard: by the cue that opened the case (`Case.cue`), so a poster the detector never knew is
   not judged gone because the detector is silent: the detector's billboard classes on the box
-  (`cues`), printed text read again on the box (`text_cues`), or the ad area still changed against
-  the reference image (`scene_cues`);
+  (`cues`), printed text read again on the box (`text_cues`), the ad area still changed against
+  the reference image (`scene_cues`), or a picture panel still on the box (`panel_cues`);
 - street vending opened by the scene-change cue (no vendor class): a new object against the
   reference image still on the case's box (`object_cues`).
 - a configured category, by its rule kind: stationary_object, its classes on the box;
@@ -35,7 +35,7 @@ from citypatrol.models.detections import Detections
 from citypatrol.models.text import TextRegion
 from citypatrol.pipeline.boxes import box_iou
 from citypatrol.pipeline.config.models import Category, CategoryDef, RuleKind, Rules, VerifyConfig
-from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, Box
+from citypatrol.pipeline.types import PANEL_CUE, SCENE_CUE, TEXT_CUE, Box
 
 
 class Verdict(StrEnum):
@@ -96,6 +96,11 @@ def scene_cues(rules: Rules, share: float, changed: Box | None) -> list[Cue]:
     if changed is None or share < rules.billboard.scene_change_threshold:
         return []
     return [Cue(changed, share, SCENE_CUE)]
+
+
+def panel_cues(panels: Iterable[Box], box: Box, match_iou: float) -> list[Cue]:
+    """Picture panels on the plain surface still on the case's box: the poster is still up."""
+    return [Cue(b, 1.0, PANEL_CUE) for b in panels if box_iou(b, box) >= match_iou or _share_inside(b, box) >= 0.5]
 
 
 def object_cues(objects: Iterable[Box], box: Box, match_iou: float) -> list[Cue]:

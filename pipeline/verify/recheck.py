@@ -5,7 +5,8 @@ frames from the camera's source (the live stream, or for tests and archives a re
 folder of stills) every `verify.cadence_s`, re-runs the cue that opened the case at the case's
 place (the detector and the case's rule, `judge.cues`; for a billboard opened by printed text, OCR
 on the case's box, `judge.text_cues`; for one opened by the scene-change cue, the ad area against
-the camera's reference image, `judge.scene_cues`) and lets `judge.Judge` decide:
+the camera's reference image, `judge.scene_cues`; for a picture poster found by the panel cue, the
+same panel search on its ad area, `judge.panel_cues`) and lets `judge.Judge` decide:
 
 - gone for `verify.confirm_s` → closed, with an after-image (the last frame, the case's box drawn)
   stored beside a before-image (a copy of the case's original evidence frame), and a
@@ -37,13 +38,15 @@ from citypatrol.models.text import RapidTextReader, TextReader, TextReaderError,
 from citypatrol.pipeline.config.models import Camera, Category, CategoryDef, Config, RuleKind, Rules, Zone, ZoneKind
 from citypatrol.pipeline.dispatch import message as dm
 from citypatrol.pipeline.store.case_store import Store
+from citypatrol.pipeline.detection.panels import find_panels
+from citypatrol.pipeline.rules.panel_region import people
 from citypatrol.pipeline.rules.scene_change import SceneChangeRule
 from citypatrol.pipeline.rules.vending_scene import new_objects, people_boxes
 from citypatrol.pipeline.store.records import CaseRecord, EvidenceKind, OutboxMessage
 from citypatrol.pipeline.detection.text_schedule import read_area
-from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, Box, Case, CaseStatus
-from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, configured_cues, cues, object_cues, scene_cues, text_cues
-from citypatrol.pipeline.zones import zones_of_kind
+from citypatrol.pipeline.types import PANEL_CUE, SCENE_CUE, TEXT_CUE, Box, Case, CaseStatus
+from citypatrol.pipeline.verify.judge import Cue, Judge, Verdict, configured_cues, cues, object_cues, panel_cues, scene_cues, text_cues
+from citypatrol.pipeline.zones import zone_geometry, zones_of_kind
 from citypatrol.streams.frame import Frame
 from citypatrol.streams.open import open_source
 from citypatrol.streams.source import SourceError
@@ -174,6 +177,8 @@ class Verifier:
             return {RuleKind.scene_change: "scene-change cue", RuleKind.text_region: "text cue"}.get(defn.rule, "detector")
         if case.category is Category.billboard and case.cue == TEXT_CUE:
             return "text cue"
+        if case.category is Category.billboard and case.cue == PANEL_CUE:
+            return "panel cue"
         if case.cue == SCENE_CUE and case.category in (Category.billboard, Category.street_vending):
             return "scene-change cue"
         return "detector"
@@ -187,6 +192,8 @@ class Verifier:
         if case.category is Category.billboard and case.cue == TEXT_CUE:
             zone = [z for z in cam.zones if z.id == case.zone_id and z.kind is ZoneKind.ad_area]
             return self._text_check(case, zone, lambda regions: text_cues(rules, regions, case.box, v.match_iou))
+        if case.category is Category.billboard and case.cue == PANEL_CUE:
+            return self._panel_check(case, cam)
         if case.cue == SCENE_CUE and case.category in (Category.billboard, Category.street_vending):
             if case.category is Category.street_vending:  # the new object itself, people left out
                 s = rules.street_vending
@@ -220,6 +227,18 @@ class Verifier:
         reader = self.text_reader
         area = read_area(zone) if zone else _around(case.box)
         return lambda frame: judge(reader.read(frame.image, area).regions)
+
+    def _panel_check(self, case: Case, cam: Camera) -> Callable[[Frame], list[Cue]]:
+        """The picture panel searched for again on the case's ad area (else around its box), people left out."""
+        zone = next((z for z in cam.zones if z.id == case.zone_id), None)
+        area = tuple(zone_geometry(zone).bounds) if zone is not None else _around(case.box)
+        polygon = zone.polygon if zone is not None else None
+
+        def panels(frame: Frame) -> list[Cue]:
+            walkers = people(self.detector.detect([frame.image])[0])
+            found = find_panels(frame.image, area, polygon, walkers).panels
+            return panel_cues((p.box for p in found), case.box, self.config.verify.match_iou)
+        return panels
 
     def _reference_and_zone(self, case: Case, cam: Camera) -> tuple[np.ndarray, Zone]:
         reference = cv2.imread(str(cam.reference_image), cv2.IMREAD_COLOR) if cam.reference_image else None

@@ -18,12 +18,12 @@ def names(rules) -> list[str]:
 @pytest.mark.parametrize(
     "classes, active, off",
     [
-        (COCO, ["illegal_parking", "street_vending", "vending_scene", "scene_change", "text_region"], ["garbage", "billboard"]),
-        (CITY, ["illegal_parking", "street_vending", "garbage", "billboard", "scene_change", "text_region"], ["vending_scene"]),
-        (COCO | CITY, ["illegal_parking", "street_vending", "vending_scene", "garbage", "billboard", "scene_change", "text_region"], []),
-        ({"person"}, ["vending_scene", "scene_change", "text_region"], ["illegal_parking", "street_vending", "garbage", "billboard"]),
-        ({"umbrella", "chair"}, ["scene_change", "text_region"], ["illegal_parking", "street_vending", "vending_scene", "garbage", "billboard"]),  # cues but no people
-        (set(), ["scene_change", "text_region"], ["illegal_parking", "street_vending", "vending_scene", "garbage", "billboard"]),
+        (COCO, ["illegal_parking", "street_vending", "vending_scene", "scene_change", "text_region", "panel_region"], ["garbage", "billboard"]),
+        (CITY, ["illegal_parking", "street_vending", "garbage", "billboard", "scene_change", "text_region", "panel_region"], ["vending_scene"]),
+        (COCO | CITY, ["illegal_parking", "street_vending", "vending_scene", "garbage", "billboard", "scene_change", "text_region", "panel_region"], []),
+        ({"person"}, ["vending_scene", "scene_change", "text_region", "panel_region"], ["illegal_parking", "street_vending", "garbage", "billboard"]),
+        ({"umbrella", "chair"}, ["scene_change", "text_region", "panel_region"], ["illegal_parking", "street_vending", "vending_scene", "garbage", "billboard"]),  # cues but no people
+        (set(), ["scene_change", "text_region", "panel_region"], ["illegal_parking", "street_vending", "vending_scene", "garbage", "billboard"]),
     ],
 )
 def test_rules_split_by_model_classes(classes, active, off) -> None:

@@ -1,7 +1,9 @@
 """核查 re-runs the cue that opened a case, on real footage (London hoarding, parking lot).
 
 The train poster on the hoarding is found by its printed text; the detector's billboard class
-never fires on it. A handled case opened by the text cue whose poster is still on the hoarding is
+never fires on it. The station render beside it is a picture without text, found by the panel
+cue: re-checked by the same panel search, it is still there; a case at a bare stretch of the
+hoarding is gone. A handled case opened by the text cue whose poster is still on the hoarding is
 reopened, not closed because the detector is silent; the same case judged by the detector alone
 would have been closed as gone (what 核查 did before it knew the opening cue). A case the
 scene-change cue opened is judged against the camera's reference image (real parking-lot frames).
@@ -18,7 +20,7 @@ from citypatrol.models.detector import load_detectors
 from citypatrol.models.text import RapidTextReader
 from citypatrol.pipeline.config.models import Category, Config, VerifyConfig, Zone, ZoneKind
 from citypatrol.pipeline.store.case_store import open_store
-from citypatrol.pipeline.types import SCENE_CUE, TEXT_CUE, CaseStatus
+from citypatrol.pipeline.types import PANEL_CUE, SCENE_CUE, TEXT_CUE, CaseStatus
 from citypatrol.pipeline.verify.judge import Verdict
 from citypatrol.pipeline.rules.vending_scene import new_objects
 from citypatrol.pipeline.verify.recheck import Verifier
@@ -26,6 +28,8 @@ from tests.fixtures_dispatch import dispatch_config, open_submitted
 from tests.footage import PARKED_BAYS, PARKING, encode, frame_at
 
 POSTER_TEXT = (0.975, 0.367, 0.989, 0.389)  # the text the cue read on the train poster (BR logo)
+RENDER_POSTER = (0.698, 0.406, 0.752, 0.545)  # the picture poster the panel cue found (no text on it)
+BARE_HOARDING = (0.83, 0.45, 0.88, 0.55)  # plain blue between the site sign and the train poster
 VERIFY = VerifyConfig(confirm_s=2, cadence_s=0.5, gap_s=1, max_watch_s=3)
 HOARDING = Zone(id="hoarding", name="施工围挡", kind=ZoneKind.ad_area, polygon=[[0.64, 0.30], [1.0, 0.30], [1.0, 0.60], [0.64, 0.60]])
 
@@ -72,6 +76,20 @@ def test_text_case_whose_poster_is_still_there_is_reopened(store, detector, read
     assert "text cue" in result.reason and "核查未通过" in result.reason
     assert store.get_case("poster").case.status is CaseStatus.reopened
     assert result.evidence and (tmp_path / "evidence" / result.evidence[0]).is_file()
+
+
+@pytest.mark.parametrize(("box", "verdict", "status"), [
+    (RENDER_POSTER, Verdict.present, CaseStatus.reopened),
+    (BARE_HOARDING, Verdict.gone, CaseStatus.closed),
+])
+def test_panel_case_is_judged_by_the_panel_search(store, detector, sample_video, tmp_path, box, verdict, status):
+    # a walker and then a car pass in front of the render poster for a second (1.5 and 2.0 s)
+    config = _config().model_copy(update={"verify": VERIFY.model_copy(update={"gap_s": 2.0})})
+    _handled(store, config, "picture", PANEL_CUE, box=box)
+    result = Verifier(store, config, detector, tmp_path / "evidence").verify_case("picture", source=str(sample_video("london")))
+    assert result.verdict is verdict and result.status is status
+    assert "panel cue" in result.reason
+    assert store.get_case("picture").case.status is status
 
 
 def test_the_detector_alone_would_have_closed_it(store, detector, sample_video, tmp_path):
