@@ -565,8 +565,9 @@ def render_section(run: dict) -> str:
         *_per_video_lines(rows),
         *_stride_lines(rows),
         "- (c) is everything `citypatrol analyze` does per frame (tracker, rules, case store, evidence clips, "
-        "annotated sample frames, report), with the default models: the COCO model and the city model on every "
-        "analysed frame.",
+        "annotated sample frames, report), with the default models, each at the cadence of the rules it feeds "
+        "(`pipeline/detection/schedule.py`: the COCO model on every analysed frame for parking, the city model "
+        "every 10 s for vending, 30 s garbage, 60 s billboards) behind the change gate.",
         "",
         "Machine and conditions:",
         "",

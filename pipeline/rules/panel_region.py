@@ -24,8 +24,9 @@ from citypatrol.models.detections import Detections
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.boxes import box_overlap_min
 from citypatrol.pipeline.detection.panels import find_panels
-from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, dwell_for, effective_since, zone_label
+from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, zone_label
 from citypatrol.pipeline.rules.register import Register
+from citypatrol.pipeline.rules.text_region import unapproved_at_rest
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import PANEL_CUE, Box, Event
 from citypatrol.pipeline.zones import Anchor, box_in_zone, zone_geometry
@@ -80,22 +81,17 @@ class PanelRule(BaseRule):
         approved = ctx.zones(ZoneKind.approved_ad)
         events: list[Event] = []
         for t in tracker.update(panels, ctx.pts):
-            if t.last_seen < ctx.pts - EPS or t.stationary_since is None:
+            if t.last_seen < ctx.pts - EPS:
                 continue
-            zone = next((z for z in areas if box_in_zone(z, t.box, anchor=Anchor.center)), None)
-            if zone is None:
+            found = unapproved_at_rest(ctx, self.register, t, areas, approved, s.dwell_s)
+            if found is None:
                 continue
-            approval = self.register.check(cam, approved, t.box, ctx.image, ctx.today(), ctx.pts, s.dwell_s)
-            if approval.approved:
-                continue
-            since = effective_since(t.stationary_since, zone, ctx.local_time, ctx.pts)
-            if since is None or ctx.pts - since + EPS < dwell_for(zone, s.dwell_s):
-                continue
+            zone, since, why = found
             if self.refresh.due((cam, "panel", t.track_id, zone.id), since, ctx.pts):
                 events.append(self.event(
                     ctx, Category.billboard, t.box, zone, since, PANEL_SCORE, [], [PANEL_CUE],
                     f"printed panel without legible text (a picture poster) at rest {ctx.pts - since:.0f} s "
-                    f"in ad area {zone_label(zone)}, " + (approval.why or "matching no approved ad"),
+                    f"in ad area {zone_label(zone)}, {why}",
                 ))
         return events
 

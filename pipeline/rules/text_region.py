@@ -127,25 +127,34 @@ class TextRegionRule(BaseRule):
         areas = ctx.zones(ZoneKind.ad_area)
         events: list[Event] = []
         for t, region in self.texts.update(ctx, regions):
-            if t.stationary_since is None:
+            found = unapproved_at_rest(ctx, self.register, t, areas, approved, s.dwell_s)
+            if found is None:
                 continue
-            approval = self.register.check(ctx.camera.id, approved, t.box, ctx.image, ctx.today(), ctx.pts, s.dwell_s)
-            if approval.approved:
-                continue
-            zone: Zone | None = next((z for z in areas if box_in_zone(z, t.box, anchor=Anchor.center)), None)
-            if zone is None:
-                continue
-            since = effective_since(t.stationary_since, zone, ctx.local_time, ctx.pts)
-            if since is None or ctx.pts - since + EPS < dwell_for(zone, s.dwell_s):
-                continue
+            zone, since, why = found
             if self.refresh.due((cam, "text", t.track_id, zone.id), since, ctx.pts):
                 events.append(self.event(
                     ctx, Category.billboard, t.box, zone, since, region.read_score if region.readable else 0.5,
-                    [], [TEXT_CLASS],
-                    f"printed text {region.describe()} at rest {ctx.pts - since:.0f} s in ad area {zone_label(zone)}, "
-                    + (approval.why or "matching no approved ad"),
+                    [], [TEXT_CLASS], f"printed text {region.describe()} at rest {ctx.pts - since:.0f} s in ad area {zone_label(zone)}, {why}",
                 ))
         return events
+
+
+def unapproved_at_rest(ctx: RuleContext, register: Register, track: Track, areas: list[Zone], approved: list[Zone],
+                       dwell_s: float) -> tuple[Zone, float, str] | None:
+    """A sign's track at rest for the dwell in one of the ad areas (the one holding its centre) and
+    not approved by the register: (that area, the start of its dwell, why it is not approved)."""
+    if track.stationary_since is None:
+        return None
+    approval = register.check(ctx.camera.id, approved, track.box, ctx.image, ctx.today(), ctx.pts, dwell_s)
+    if approval.approved:
+        return None
+    zone = next((z for z in areas if box_in_zone(z, track.box, anchor=Anchor.center)), None)
+    if zone is None:
+        return None
+    since = effective_since(track.stationary_since, zone, ctx.local_time, ctx.pts)
+    if since is None or ctx.pts - since + EPS < dwell_for(zone, dwell_s):
+        return None
+    return zone, since, approval.why or "matching no approved ad"
 
 
 def _vehicle_boxes(ctx: RuleContext) -> list[tuple[float, float, float, float]]:
