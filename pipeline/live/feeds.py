@@ -2,7 +2,10 @@
 
 A `Feed` relays its source's frames (a `LiveSource` decodes on its own reader thread; recorded
 footage is read here, played at real time or as fast as the detector takes it) onto the
-`FrameBoard`, and keeps a small ring of recent frames for the evidence clip.
+`FrameBoard`, and keeps a small ring of recent frames for the evidence clip, JPEG-encoded: a
+1280×720 frame is 2.6 MiB decoded and about 0.1–0.2 MiB as a JPEG, and the ring is read only when
+a case opens, so each camera carries a fraction of a MiB instead of ten (the encoding runs on the
+feed's own thread, a few milliseconds per sampled frame).
 
 The `FrameBoard` holds at most one frame per camera, the newest: the detector loop takes the
 cameras that have one, oldest waiting first, up to a batch. A frame replaced before the
@@ -21,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from math import ceil
 
+import cv2
 import numpy as np
 
 from citypatrol.pipeline.sinks.recorder import ClipSource
@@ -92,6 +96,36 @@ class FrameBoard:
             self._cond.notify_all()
 
 
+class FrameRing:
+    """The newest `size` frames, kept as JPEG (quality `QUALITY`); thread-safe."""
+
+    QUALITY = 90
+
+    def __init__(self, size: int) -> None:
+        self._jpegs: deque[bytes] = deque(maxlen=max(size, 1))
+        self._on = size > 0
+        self._lock = threading.Lock()
+
+    def append(self, image: np.ndarray) -> None:
+        if not self._on:
+            return
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.QUALITY])
+        if ok:
+            with self._lock:
+                self._jpegs.append(jpeg.tobytes())
+
+    def frames(self) -> list[np.ndarray]:
+        """The kept frames, oldest first, decoded (BGR)."""
+        with self._lock:
+            jpegs = list(self._jpegs)
+        return [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(len(j) for j in self._jpegs)
+
+
 class Feed:
     """One camera's source relayed onto the board by a thread of its own."""
 
@@ -105,8 +139,7 @@ class Feed:
         self._board = board
         self._stop = threading.Event()
         self.cadence_s = cadence_s
-        self._ring: deque[np.ndarray] = deque(maxlen=max(2, ceil(clip_seconds / cadence_s) + 1) if clip_seconds > 0 else 1)
-        self._ring_lock = threading.Lock()
+        self._ring = FrameRing(max(2, ceil(clip_seconds / cadence_s) + 1) if clip_seconds > 0 else 0)
         self._thread_cpu_s = 0.0
         self._thread = threading.Thread(target=self._run, name=f"feed-{self.camera_id}", daemon=True)
 
@@ -126,8 +159,7 @@ class Feed:
 
     def clip(self) -> ClipSource:
         """The recent frames (at the cadence) for a case's evidence clip; all of the newest frame's size."""
-        with self._ring_lock:
-            frames = list(self._ring)
+        frames = self._ring.frames()
         if frames:
             shape = frames[-1].shape
             frames = [f for f in frames if f.shape == shape]  # a reconnect may change the resolution
@@ -159,8 +191,7 @@ class Feed:
                     due = time.time()  # its playback moment is now
                 else:
                     due = time.time()
-                with self._ring_lock:
-                    self._ring.append(frame.image)
+                self._ring.append(frame.image)
                 self._thread_cpu_s = time.thread_time()
                 self._board.put(Arrival(frame, due, time.monotonic()), wait_taken=None if self.realtime else self._stop)
         except SourceError as exc:

@@ -39,7 +39,7 @@ from citypatrol.pipeline.batch.runner import run_batch
 from citypatrol.pipeline.config.models import Camera, Config, LiveConfig, StorageConfig, Zone, ZoneKind
 from citypatrol.pipeline.evaluation.scoring import box_iou
 from citypatrol.pipeline.live.runner import run_live
-from citypatrol.pipeline.live.feeds import Arrival, Feed, FrameBoard
+from citypatrol.pipeline.live.feeds import Arrival, Feed, FrameBoard, FrameRing
 from citypatrol.streams.open import open_source
 from citypatrol.pipeline.live.status import read_status
 from citypatrol.pipeline.store.case_store import open_store
@@ -181,6 +181,24 @@ def test_a_feed_counts_the_cpu_its_camera_costs_to_decode(sample_video):
     feed.close()
     assert feed.stats.frames_decoded > 800
     assert 0.05 < feed.cpu_seconds < 60, feed.cpu_seconds
+
+
+def test_the_clip_ring_keeps_the_newest_frames_compact_and_faithful(sample_video):
+    frames = [frame_at(sample_video("london"), t) for t in (0.0, 1.0, 2.0, 3.0)]  # 1080p
+    ring = FrameRing(3)
+    for f in frames:
+        ring.append(f)
+    kept = ring.frames()
+    assert len(kept) == 3 and all(k.shape == frames[0].shape for k in kept)
+    def diff(a, b) -> float:
+        return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+    for i, k in enumerate(kept):  # oldest dropped, order kept, each picture nearest the frame it was
+        own = diff(k, frames[i + 1])
+        assert own < 4.0 and all(own < diff(k, f) for j, f in enumerate(frames) if j != i + 1)
+    assert ring.nbytes < 0.15 * sum(f.nbytes for f in frames[1:])  # far smaller than decoded frames
+    off = FrameRing(0)
+    off.append(frames[0])
+    assert off.frames() == []
 
 
 def test_board_waits_for_the_detector_when_every_frame_must_be_analysed():
