@@ -228,6 +228,11 @@ class LiveSource(Source):
         cc = stream.codec_context
         window_s = max(3 * self._cadence_s, 4.0)
         mode, keyframes, first_t = None, [], None
+        # While the keyframe spacing is watched, only keyframes are decoded: a worker restarting
+        # hundreds of cameras must not decode every frame of all of them at once. A camera whose
+        # keyframes turn out rarer than the cadence decodes everything from its next keyframe on.
+        cc.skip_frame = "NONKEY"
+        awaiting_key = False
         self._clock.new_connection()
         progress = time.monotonic()
         self._set(state=SourceState.running)
@@ -236,13 +241,14 @@ class LiveSource(Source):
             if self._stop.is_set():
                 return
             now = time.monotonic()
-            # Keyframes-only waits a whole GOP between pictures (at most the cadence) by design.
-            stall_s = max(self._opt.stall_timeout_s, 2 * self._cadence_s if mode is SamplingMode.keyframes else 0)
+            # Keyframes-only waits a whole GOP between pictures (at most the cadence) by design; so
+            # does the watch, for at most its window.
+            stall_s = max(self._opt.stall_timeout_s, 2 * self._cadence_s if mode is SamplingMode.keyframes else 0,
+                          window_s if mode is None else 0)
             if now - progress > stall_s:
                 raise _Stalled
             ts = packet.pts if packet.pts is not None else packet.dts
             if mode is None and ts is not None:
-                # Decode everything while watching keyframe spacing, then pick the cheaper mode.
                 t = float(ts * tb)
                 first_t = t if first_t is None else first_t
                 if packet.is_keyframe:
@@ -250,11 +256,13 @@ class LiveSource(Source):
                 if t - first_t > window_s:
                     mode = choose_sampling(keyframes, t - first_t, self._cadence_s)
                     log.debug("camera %s: sampling %s", self.camera_id, mode)
-                    if mode is SamplingMode.keyframes:
-                        cc.flush_buffers()
-                        cc.skip_frame = "NONKEY"
-            keyframes_only = mode is SamplingMode.keyframes
-            if keyframes_only and not packet.is_keyframe:
+                    if mode is SamplingMode.decode_all:
+                        cc.skip_frame = "DEFAULT"
+                        awaiting_key = True  # the pictures before the next keyframe lack their references
+            if awaiting_key and packet.is_keyframe:
+                awaiting_key = False
+            keyframes_only = mode is not SamplingMode.decode_all
+            if (keyframes_only or awaiting_key) and not packet.is_keyframe:
                 continue
             for frame in self._decode(cc, packet, keyframes_only):
                 progress = now
