@@ -254,6 +254,22 @@ def linked_groups(linked: np.ndarray) -> list[list[int]]:
 NESTED_SHARE = 0.8  # a box this much inside a larger box of the same kind is a part of that object (a heap and a few bags of it)
 
 
+def box_area(box: Box) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def nested_objects(resting: list[tuple[Track, Zone | None, float]]) -> list[tuple[list[Track], Track, Zone | None, float]]:
+    """Tracks at rest (each with its zone and the start of its dwell) that box one object whole and in
+    part (a heap of bags and a few of them: `NESTED_SHARE`) as one: (its tracks, the one with the
+    largest box, that one's zone, the earliest start)."""
+    out = []
+    for group in overlap_groups([t.box for t, _, _ in resting], NESTED_SHARE):
+        parts = [resting[i] for i in group]
+        largest, zone, _ = max(parts, key=lambda p: box_area(p[0].box))
+        out.append(([p[0] for p in parts], largest, zone, min(p[2] for p in parts)))
+    return out
+
+
 def overlap_groups(boxes: list[Box], share: float) -> list[list[int]]:
     """One object boxed twice by a detector: single-linkage groups of boxes that share at least `share`
     of the smaller box's area. Indices, each group sorted, groups in order of their first item."""

@@ -28,12 +28,11 @@ from citypatrol.pipeline.config.models import Zone, ZoneKind
 from citypatrol.pipeline.rules.base import (
     DEFAULT_REFRESH_S,
     EPS,
-    NESTED_SHARE,
     BaseRule,
     RuleContext,
     dwell_for,
     effective_since,
-    overlap_groups,
+    nested_objects,
     resting_in_zones,
     union_box,
     zone_label,
@@ -93,14 +92,11 @@ class ConfiguredStationaryRule(ConfiguredRule):
                 resting.append((t, *found))
         events: list[Event] = []
         # one object boxed whole and in part (a heap of bags and a few of them) is one problem
-        for group in overlap_groups([t.box for t, _, _ in resting], NESTED_SHARE):
-            parts = [resting[i] for i in group]
-            t, z, _ = max(parts, key=lambda p: (p[0].box[2] - p[0].box[0]) * (p[0].box[3] - p[0].box[1]))
-            since = min(p[2] for p in parts)
+        for parts, t, z, since in nested_objects(resting):
             if self.refresh.due((ctx.camera.id, t.track_id, z.id), since, ctx.pts):
                 events.append(self.event(
-                    ctx, self.category, union_box(p[0].box for p in parts), z, since, max(p[0].score for p in parts),
-                    [p[0].track_id for p in parts], [t.class_name],
+                    ctx, self.category, union_box(p.box for p in parts), z, since, max(p.score for p in parts),
+                    [p.track_id for p in parts], [t.class_name],
                     f"{t.class_name} stationary {ctx.pts - since:.0f} s in {self.where(z)}", look=t.look,
                 ))
         return events

@@ -24,13 +24,12 @@ from __future__ import annotations
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.base import (
     EPS,
-    NESTED_SHARE,
     BaseRule,
     RuleContext,
     box_gap,
     dwell_for,
     effective_since,
-    overlap_groups,
+    nested_objects,
     union_box,
     zone_label,
 )
@@ -80,15 +79,12 @@ class GarbageRule(BaseRule):
                 per_bin.setdefault(near.track_id, _BinCues(near)).add(t, zone, since, full=False)
                 continue
             exposed.append((t, zone, since))
-        for group in overlap_groups([t.box for t, _, _ in exposed], NESTED_SHARE):
-            heap = [exposed[i] for i in group]
-            t, zone, _ = max(heap, key=lambda h: (h[0].box[2] - h[0].box[0]) * (h[0].box[3] - h[0].box[1]))
-            since = min(h[2] for h in heap)
+        for heap, t, zone, since in nested_objects(exposed):
             where = f" in bin area {zone_label(zone)}" if zone is not None else ""
             key = (ctx.camera.id, t.track_id, zone.id if zone else None, Category.exposed_garbage)
             if self.refresh.due(key, since, ctx.pts):
-                events.append(self.event(ctx, Category.exposed_garbage, union_box(h[0].box for h in heap), zone, since,
-                                         max(h[0].score for h in heap), [h[0].track_id for h in heap], [t.class_name],
+                events.append(self.event(ctx, Category.exposed_garbage, union_box(h.box for h in heap), zone, since,
+                                         max(h.score for h in heap), [h.track_id for h in heap], [t.class_name],
                                          f"{t.class_name} with no bin near persisting {ctx.pts - since:.0f} s{where}"))
         for cues in per_bin.values():
             key = (ctx.camera.id, cues.bin.track_id, cues.zone.id if cues.zone else None, Category.garbage_overflow)
