@@ -279,7 +279,7 @@ def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Names
     names = list(mounts)
     server = RtspServer(mounts, d / "rtsp_server.log")
     status_file, log = d / "status.json", d / "run.log"
-    runner = start_runner([server.url(names[i % len(names)]) for i in range(n)], d, args.status_interval_s)
+    runner = start_runner([server.url(names[i % len(names)]) for i in range(n)], d, args.status_interval_s, models_section(args))
     t0 = time.monotonic()
 
     def status(wait: bool = False):
@@ -406,14 +406,27 @@ def run_step(n: int, copies: list[tuple[str, float, Path]], args: argparse.Names
     return step
 
 
-def start_runner(urls: list[str], work: Path, status_interval_s: float) -> subprocess.Popen:
+def models_section(args: argparse.Namespace) -> dict | None:
+    """The `models:` section of `--models FILE`; None for the default models."""
+    if args.models is None:
+        return None
+    section = (yaml.safe_load(args.models.read_text(encoding="utf-8")) or {}).get("models")
+    if not isinstance(section, dict):
+        raise SystemExit(f"{args.models}: expected a `models:` section")
+    return section
+
+
+def start_runner(urls: list[str], work: Path, status_interval_s: float, models: dict | None = None) -> subprocess.Popen:
     """`citypatrol run` on these cameras (one `_camera_config` each) as a child process: SQLite store,
-    evidence, status file (`status.json`) and log (`run.log`) in `work`, `/metrics` on a free port."""
+    evidence, status file (`status.json`) and log (`run.log`) in `work`, `/metrics` on a free port;
+    `models`: a `models:` section in place of the default models."""
     cfg = {
         "cameras": [_camera_config(i, url) for i, url in enumerate(urls)],
         "storage": {"database_url": f"sqlite:///{work / 'city.db'}", "evidence_dir": str(work / "evidence")},
         "live": {"metrics_port": free_port(), "status_file": str(work / "status.json"), "status_interval_s": status_interval_s},
     }
+    if models is not None:
+        cfg["models"] = models
     (work / "city.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     with open(work / "run.log", "wb") as out:
         return subprocess.Popen([*CLIENT_EXE, "run", "--config", str(work / "city.yaml")], stdout=out,
@@ -589,7 +602,8 @@ def render_section(run: dict, steps: list[Step]) -> str:
         + ("each of the distinct copies looping in real time and shared by the cameras that play it; every camera "
            "still has its own connection and decoder in the runner" if a["shared_streams"] else
            "one stream per camera, each looping its file in real time")
-        + "), the real `citypatrol run --config …` as a child process with the default models "
+        + "), the real `citypatrol run --config …` as a child process with the "
+        + ("models of `--models`" if a.get("models") else "default models") + " "
         f"(`{run['model']}`), default cadence {cadence:g} s, one no-parking, no-vending and bin zone per camera, camera "
         "health on, SQLite store and evidence in a temporary folder, `/metrics` on. Measured after every camera "
         f"analysed a frame plus {a['settle_s']:g} s of settling, for {a['measure_s']:g} s (less where a clearly "
@@ -674,6 +688,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=CACHE, help="where the H.264 copies are kept (default .citypatrol-cache/bench_live)")
     ap.add_argument("--prepare-only", action="store_true", help="make the H.264 copies and exit (not timed)")
     ap.add_argument("--keep", type=Path, help="keep each step's config, logs and status files here")
+    ap.add_argument("--models", type=Path, help="a YAML file whose `models:` section replaces the default models "
+                    "(e.g. the COCO model as an INT8 export calibrated on frames of your cameras)")
     ap.add_argument("--write", action="store_true", help="replace this benchmark's section of --results")
     ap.add_argument("--results", type=Path, default=RESULTS, help="results file (default benchmarks/RESULTS.md)")
     ap.add_argument("--json", type=Path, help="also write the raw measurements as JSON here")
@@ -720,7 +736,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/bench_live.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "smoke": args.measure_s < 20,
         "cadence_s": cadence,
-        "model": " + ".join(f"{d.weights} @{d.imgsz}" for d in Config().models.detectors),
+        "model": " + ".join(f"{d.weights}{'' if d.export == 'none' else ' as ' + d.export} @{d.imgsz}"
+                            for d in (Config(models=models_section(args)) if args.models else Config()).models.detectors),
         "clips": sorted({name for name, _, _ in copies}),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": machine,

@@ -101,7 +101,8 @@ class Detector:
         from citypatrol.models.export import ExportError, cached_export
 
         try:
-            path = cached_export(self.weights, fmt, self.cfg.imgsz)
+            calibration = Path(self.cfg.calibration).expanduser() if self.cfg.calibration else None
+            path = cached_export(self.weights, fmt, self.cfg.imgsz, calibration)
         except ExportError as exc:
             raise DetectorError(f"detector {self.name!r}: {exc}") from None
         log.info("detector %r: %s runs as its %s export %s", self.name, self.model_name, fmt, path)

@@ -361,10 +361,13 @@ class DetectorConfig(Strict):
     )
     iou: float = Field(0.5, ge=0.05, le=0.95, description="NMS IoU threshold.")
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:0' …")
-    export: Literal["none", "openvino", "onnx"] = Field(
+    export: Literal["none", "openvino", "openvino-int8", "onnx"] = Field(
         "none",
         description="Run .pt weights through this export instead (dynamic shape, built once on first use into the "
-                    "user cache, keyed by the weights' sha256); 'none' = run the weights as they are.")
+                    "user cache, keyed by the weights' sha256); 'none' = run the weights as they are; "
+                    "'openvino-int8' = the OpenVINO export quantized to INT8 (NNCF), calibrated on `calibration`.")
+    calibration: str = Field(
+        "", description="Folder of pictures from the cameras (100–300 frames) that an 'openvino-int8' export is calibrated on.")
     batch: int = Field(4, ge=1, le=256, description="Images per inference call across cameras.")
     classes: list[str] = Field(
         default_factory=list,

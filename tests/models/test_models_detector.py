@@ -208,6 +208,34 @@ def test_pt_runs_through_its_openvino_export_built_once(assets, tmp_path: Path, 
     assert again.weights == exported.weights and sorted((tmp_path / "cache" / "exports").iterdir()) == made
 
 
+def test_pt_runs_quantized_to_int8_calibrated_on_camera_frames(assets, sample_video, tmp_path: Path, london, monkeypatch) -> None:
+    """`export: openvino-int8` quantizes the .pt on first use, calibrated on frames of the cameras
+    (here 20 of the sample street clips); it finds what the .pt finds on a frame it was not
+    calibrated on, and a missing or thin calibration folder is refused, named."""
+    monkeypatch.setenv("CITYPATROL_CACHE", str(tmp_path / "cache"))
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("intersection", "pedestrian"):
+        for i, image in enumerate(decode(sample_video(name), list(range(0, 91, 9)))[:10]):
+            cv2.imwrite(str(frames / f"{name}_{i}.jpg"), image)
+    cfg = DetectorConfig(name="coco-pt", weights="yolo11n-coco", imgsz=320, batch=2)
+    reference = Detector(cfg)
+    quantized = Detector(cfg.model_copy(update={"export": "openvino-int8", "calibration": str(frames)}))
+    assert quantized.format == "openvino" and "int8" in quantized.weights.name
+    assert not any(p.suffix == ".cache" for p in frames.parent.iterdir())  # nothing written beside the user's frames
+    for r, q in zip(reference.detect(london), quantized.detect(london)):
+        assert counts(q).get("car", 0) >= 2
+        matched = sum(any(iou(b, c) >= 0.5 for c in q.xyxy) for b in r.xyxy[r.confidence >= 0.4])
+        assert matched >= 0.8 * int((r.confidence >= 0.4).sum())  # the confident boxes are found again
+    with pytest.raises(DetectorError, match="does not exist"):
+        Detector(cfg.model_copy(update={"export": "openvino-int8", "calibration": str(tmp_path / "none")}))
+    thin = tmp_path / "thin"
+    thin.mkdir()
+    cv2.imwrite(str(thin / "one.jpg"), london[0])
+    with pytest.raises(DetectorError, match="holds 1 pictures"):
+        Detector(cfg.model_copy(update={"export": "openvino-int8", "calibration": str(thin)}))
+
+
 @pytest.mark.parametrize("name", ["broken.pt", "broken.onnx", "broken_openvino_model"])
 def test_corrupt_weights_fail_at_load_naming_the_file(assets, tmp_path: Path, name: str) -> None:
     path = tmp_path / name
