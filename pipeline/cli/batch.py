@@ -144,7 +144,9 @@ def evaluate(
     With --candidate: the candidate and the current model side by side (detection metrics on --data's
     validation split, event-level figures on the footage), recorded for `citypatrol models promote`.
     """
-    from citypatrol.pipeline.evaluation.run import TruthFilesError, evaluate_samples, evaluate_truth_files, load_truth_files
+    from citypatrol.pipeline.evaluation.run import (
+        TruthFilesError, evaluate_samples, evaluate_truth_files, load_truth_files, undeclared_categories,
+    )
     from citypatrol.pipeline.evaluation.report import evaluation_dict
 
     cfg = _config(config)
@@ -155,6 +157,8 @@ def evaluate(
     if truth:
         try:
             truths = load_truth_files(truth)
+            if undeclared := undeclared_categories(cfg, [t for _, _, t in truths]):
+                raise TruthFilesError(undeclared)
         except TruthFilesError as exc:
             for problem in exc.problems:
                 console.print(f"✗ {problem}", highlight=False, markup=False)

@@ -103,8 +103,20 @@ class Evaluation:
     footage: dict[str, str]  # video → the footage it was judged on
 
 
+def undeclared_categories(config: Config, truths: Sequence[Truth]) -> list[str]:
+    """Truth items whose category is neither built in nor declared in the config: one line each."""
+    declared = {c.name for c in config.categories}
+    return [f"{t.video}: problems[{i}].category: {item.category.value!r} is not a built-in category and the config "
+            f"declares no such category (declared: {sorted(declared) or 'none'})"
+            for t in truths for i, item in enumerate(t.problems)
+            if not isinstance(item.category, Category) and item.category not in declared]
+
+
 def _evaluate(config: Config, detector: MultiDetector, out_dir: Path, pairs: list[tuple[Camera, Truth]],
               console: Console | None, show_progress: bool) -> Evaluation:
+    problems = undeclared_categories(config, [truth for _, truth in pairs])
+    if problems:
+        raise TruthFilesError(problems)  # before anything runs
     cameras = [cam for cam, _ in pairs]
     run_config = config.model_copy(update={"cameras": cameras})
     batch = run_batch(run_config, cameras, out_dir, detector, console=console, show_progress=show_progress)

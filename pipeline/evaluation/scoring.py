@@ -1,7 +1,8 @@
 """Ground truth and event-level scoring: do the cases citypatrol opened match what a person sees?
 
 A truth file (`sample_videos/<name>.truth.yaml`) lists the problems in one video, each with a
-category, a normalised box, and stream times, plus the camera config the footage is judged under.
+category (built-in, or one the config evaluated under declares), a normalised box, and stream
+times, plus the camera config the footage is judged under.
 A case matches a truth item when the categories are equal, the boxes overlap, and the case opened
 after the problem began plus the dwell (within a tolerance) and before it ended. Pure logic: the
 runner that produces the cases lives in `evaluation/run.py`.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import yaml
 from citypatrol.pipeline.boxes import box_iou, box_overlap_min
+from citypatrol.pipeline.config.categories import ConfiguredCategory, category_of
 from citypatrol.pipeline.config.models import Camera, Category
 from citypatrol.pipeline.config.loading import ConfigError, ConfigIssue, format_path
 from citypatrol.pipeline.types import Box
@@ -23,12 +25,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class TruthItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    category: Category
+    category: Category | str = Field(
+        description="A built-in category, or one the config evaluated under declares (`categories:`).")
     box: tuple[float, float, float, float] = Field(description="Normalised x1, y1, x2, y2.")
     start_s: float = Field(ge=0, description="Stream seconds when the problem is first visible.")
     end_s: float | None = Field(None, ge=0, description="Stream seconds when it ends; null = until the end.")
     optional: bool = Field(False, description="Hard to see: a match is not a false case, a miss is not counted.")
     note: str = ""
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, category: Category | str) -> Category | ConfiguredCategory:
+        return category_of(str(category.value if isinstance(category, Category) else category))
 
     @field_validator("box")
     @classmethod

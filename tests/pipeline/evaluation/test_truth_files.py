@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from citypatrol.pipeline.evaluation.pklot import occupancy_items, pklot_truth
-from citypatrol.pipeline.evaluation.run import TruthFilesError, load_truth_files
+from citypatrol.pipeline.config.models import Config
+from citypatrol.pipeline.evaluation.run import TruthFilesError, load_truth_files, undeclared_categories
 
 LABELLED = "sequences/pklot_ufpr05_polo/labelled"
 BOX = (0.1, 0.1, 0.2, 0.2)
@@ -64,14 +65,45 @@ def test_bad_truth_is_refused_with_its_key_path_and_nothing_runs(assets, tmp_pat
         load_truth_files([good, bad_box, bad_cat, no_footage])
     text = "\n".join(err.value.problems)
     assert "box.truth.yaml" in text and "problems[0].box" in text
-    assert "cat.truth.yaml" in text and "problems[0].category" in text
     assert "gone.truth.yaml" in text and "camera.source" in text
+    assert "cat.truth.yaml" not in text  # a category the built-ins lack may be one the config declares: judged with the config
     assert len(load_truth_files([good, good])) == 2  # a repeated camera id is made unique
+    (_, _, unknown), = load_truth_files([bad_cat])
+    assert undeclared_categories(Config(), [unknown]) == [
+        "gate: problems[0].category: 'double_parking' is not a built-in category and the config declares no such "
+        "category (declared: none)"]
     out = tmp_path / "out"
-    run = subprocess.run(CLI + ["evaluate", "--truth", str(good), "--truth", str(bad_box), "--out", str(out)],
-                         capture_output=True, text=True)
-    assert run.returncode == 2 and "problems[0].box" in run.stderr and "nothing was evaluated" in run.stderr
-    assert not (out / "detections.jsonl").exists(), "nothing half-scored"
+    for wrong, says in ((bad_box, "problems[0].box"), (bad_cat, "declares no such category")):
+        run = subprocess.run(CLI + ["evaluate", "--truth", str(good), "--truth", str(wrong), "--out", str(out)],
+                             capture_output=True, text=True)
+        assert run.returncode == 2 and says in run.stderr and "nothing was evaluated" in run.stderr, run.stderr[-1500:]
+        assert not (out / "detections.jsonl").exists(), "nothing half-scored"
+
+
+def test_a_configured_category_is_scored_from_a_truth_file(tmp_path):
+    """乱堆物料 (material_piling, declared in configs/example.yaml) judged on the Amsterdam photo 273
+    held as a fixed camera: the bags piled on cardboard by the door are its one item."""
+    from citypatrol.models.detector import load_detectors
+    from citypatrol.pipeline.evaluation.run import evaluate_truth_files, sample_cameras
+    from citypatrol.pipeline.evaluation.samples import fetch_samples, load_samples
+    from citypatrol.pipeline.evaluation.scoring import Truth, TruthItem
+    from footage import box_zone, example_config
+
+    name = "amsterdam_garbage_frame273"
+    fetch_samples(tmp_path, [name])
+    (cam, _), = sample_cameras([s for s in load_samples() if s.name == name], tmp_path)
+    off = {r: {"enabled": False} for r in ("illegal_parking", "street_vending", "garbage", "billboard")}
+    cam = cam.model_copy(update={"rules": cam.rules.model_copy(update=off),
+                                 "zones": [box_zone("pavement", "pavement", (0.0, 0.1, 1.0, 1.0), dwell_s=120)]})
+    truth = Truth(video=name, camera=cam, problems=[
+        TruthItem(category="material_piling", box=(0.06, 0.30, 0.65, 0.91), start_s=0, note="bags piled on cardboard")])
+    assert truth.problems[0].category.value == "material_piling"
+    config = example_config()
+    config = config.model_copy(update={"storage": config.storage.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'c.db'}"})})
+    ev = evaluate_truth_files(config, load_detectors(config.models), tmp_path / "out", [(tmp_path / "t.truth.yaml", cam, truth)],
+                              show_progress=False)
+    piling = ev.categories["material_piling"]
+    assert (piling.true_positives, piling.false_positives, piling.false_negatives) == (1, 0, 0)
 
 
 def test_evaluate_own_footage_from_pklot_labels_as_json(assets, tmp_path):
