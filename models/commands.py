@@ -1,4 +1,5 @@
-"""`citypatrol models …`: list the registry, export weights, verify model files by sha256."""
+"""`citypatrol models …`: list the registry, export weights, verify model files by sha256, collect
+frames to calibrate an INT8 export on."""
 
 from __future__ import annotations
 
@@ -68,16 +69,51 @@ def export(
     imgsz: int = typer.Option(640, help="Export input size (a multiple of 32)."),
     out: Path = typer.Option(..., "--out", help="Folder to write the export into."),
     dynamic: bool = typer.Option(True, help="Dynamic batch and input size (needed to batch cameras)."),
+    calibration: Path = typer.Option(None, help="openvino-int8: folder of frames from your cameras to calibrate on "
+                                               "(`citypatrol models calibration-frames`)."),
 ) -> None:
-    """Export a .pt detector to ONNX or OpenVINO."""
+    """Export a .pt detector to ONNX, OpenVINO, or OpenVINO quantized to INT8."""
     registry = load_registry()
     try:
         path = resolve_asset(registry.get(weights)) if weights in registry else Path(weights)
-        result = export_weights(path, format, out, imgsz=imgsz, dynamic=dynamic)
+        result = export_weights(path, format, out, imgsz=imgsz, dynamic=dynamic, calibration=calibration)
     except (AssetError, ExportError) as exc:
         err.print(f"[red]✗[/red] {esc(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"wrote {esc(result)}", highlight=False)
+
+
+@models_app.command("calibration-frames")
+def calibration_frames(
+    config: Path = typer.Option(..., "--config", "-c", help="Config whose cameras to take frames from."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the frames into."),
+    per_camera: int = typer.Option(20, min=1, max=1000, help="Frames per camera."),
+    every_s: float = typer.Option(10.0, min=0.1, help="Stream seconds between two frames of a camera."),
+) -> None:
+    """Frames of your cameras to calibrate an INT8 export on (a detector's `calibration:` folder)."""
+    from rich.progress import Progress
+
+    from citypatrol.models.calibration import collect_frames
+    from citypatrol.pipeline.config.loading import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]✗[/red] {esc(exc)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    cameras = [c for c in cfg.cameras if c.enabled]
+    if not cameras:
+        err.print(f"[red]✗[/red] {esc(config)} has no enabled camera", highlight=False)
+        raise typer.Exit(2)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("frames", total=len(cameras) * per_camera)
+        got = collect_frames(cameras, out, per_camera=per_camera, every_s=every_s, on_frame=lambda _: progress.advance(task))
+    for cam_id, why in got.failed.items():
+        err.print(f"[yellow]![/yellow] camera {esc(cam_id)}: {esc(why)} ({got.written.get(cam_id, 0)} frames taken)",
+                  highlight=False, soft_wrap=True)
+    console.print(f"wrote {got.total} frames of {sum(1 for n in got.written.values() if n)} camera(s) to {esc(out)}; "
+                  f"name it as a detector's `calibration:` with `export: openvino-int8`", highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if got.total else 1)
 
 
 from citypatrol.models.promotion_commands import add_commands  # noqa: E402  (register, promote, rollback, versions, shadow)

@@ -69,3 +69,32 @@ def test_export_to_openvino_then_detect_with_it(assets: Path, tmp_path: Path, sa
 def test_export_refuses_what_is_not_a_pt_file(assets: Path, tmp_path: Path, weights: str) -> None:
     result = run("export", weights, "--format", "onnx", "--out", str(tmp_path))
     assert result.exit_code == 1 and ".pt" in result.output
+
+
+def test_calibration_frames_come_from_each_readable_camera(tmp_path: Path, sample_video) -> None:
+    """Frames of the configured cameras for an INT8 calibration: a recording gives its frames, a
+    camera whose footage is gone is named and skipped, and an export calibrated on them works."""
+    config = tmp_path / "city.yaml"
+    config.write_text(
+        "cameras:\n"
+        f"  - {{id: street, source: '{sample_video('intersection')}'}}\n"
+        f"  - {{id: gone, source: '{tmp_path / 'nowhere.mp4'}'}}\n"
+        f"  - {{id: shops, source: '{sample_video('pedestrian')}'}}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "frames"
+    result = runner.invoke(app, ["models", "calibration-frames", "--config", str(config), "--out", str(out),
+                                 "--per-camera", "10", "--every-s", "0.5"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert len([n for n in names if n.startswith("street_")]) == 10  # 30 s of footage: 10 frames 0.5 s apart
+    assert 6 <= len([n for n in names if n.startswith("shops_")]) <= 8  # 3.8 s of footage
+    assert not any(n.startswith("gone_") for n in names)
+    assert "gone" in result.output and "nowhere.mp4" in result.output
+    assert "calibration" in result.output
+    export = run("export", "yolo11n-coco", "--format", "openvino-int8", "--imgsz", "320", "--out", str(tmp_path / "int8"),
+                 "--calibration", str(out))
+    assert export.exit_code == 0, export.output
+    assert (tmp_path / "int8" / "yolo11n_coco_recovered_int8_openvino_model").is_dir()
+    thin = run("export", "yolo11n-coco", "--format", "openvino-int8", "--out", str(tmp_path / "int8b"))
+    assert thin.exit_code == 1 and "calibrate on" in thin.output
