@@ -73,7 +73,8 @@ def test_export_refuses_what_is_not_a_pt_file(assets: Path, tmp_path: Path, weig
 
 def test_calibration_frames_come_from_each_readable_camera(tmp_path: Path, sample_video) -> None:
     """Frames of the configured cameras for an INT8 calibration: a recording gives its frames, a
-    camera whose footage is gone is named and skipped, and an export calibrated on them works."""
+    camera whose footage is gone is named and skipped (test_models_detector quantizes on such frames);
+    an INT8 export without frames to calibrate on is refused, saying so."""
     config = tmp_path / "city.yaml"
     config.write_text(
         "cameras:\n"
@@ -92,9 +93,5 @@ def test_calibration_frames_come_from_each_readable_camera(tmp_path: Path, sampl
     assert not any(n.startswith("gone_") for n in names)
     assert "gone" in result.output and "nowhere.mp4" in result.output
     assert "calibration" in result.output
-    export = run("export", "yolo11n-coco", "--format", "openvino-int8", "--imgsz", "320", "--out", str(tmp_path / "int8"),
-                 "--calibration", str(out))
-    assert export.exit_code == 0, export.output
-    assert (tmp_path / "int8" / "yolo11n_coco_recovered_int8_openvino_model").is_dir()
     thin = run("export", "yolo11n-coco", "--format", "openvino-int8", "--out", str(tmp_path / "int8b"))
     assert thin.exit_code == 1 and "calibrate on" in thin.output

@@ -80,13 +80,13 @@ def test_frames_arrive_from_a_live_camera(rtsp_server):
 def test_keyframes_rarer_than_the_cadence_decode_every_frame_after_the_watch(rtsp_server_factory, h264_clip):
     server = rtsp_server_factory({"cam": h264_clip("intersection", seconds=12, gop_s=3.0)})
     with open_source("cam", server.url("cam"), 1.0, reconnect=False, open_timeout_s=10) as src:
-        frames = _take(src.frames(), 10)
+        frames = _take(src.frames(), 6)
         decoded = src.stats.frames_decoded
     # the first 4 s watched on keyframes (3 s apart), then every frame from the next keyframe on
-    assert frames[0].keyframe and not all(f.keyframe for f in frames[-4:])
+    assert frames[0].keyframe and not all(f.keyframe for f in frames[-3:])
     pts = [f.pts for f in frames]
-    assert all(0.4 <= b - a <= 1.6 for a, b in zip(pts[-4:], pts[-3:])), pts  # one a cadence once every frame is decoded
-    assert decoded > 25 * 2, decoded
+    assert all(0.4 <= b - a <= 1.6 for a, b in zip(pts[-3:], pts[-2:])), pts  # one a cadence once every frame is decoded
+    assert decoded > 25, decoded
 
 
 def test_reconnects_after_the_server_dies_and_returns(rtsp_server):
