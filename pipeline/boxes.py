@@ -7,6 +7,10 @@ import numpy as np
 Box = tuple[float, float, float, float]
 
 
+def box_area(box: Box) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
 def box_iou(a: Box, b: Box) -> float:
     """Intersection over union of two boxes; 0 for degenerate boxes."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

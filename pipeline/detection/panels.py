@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from citypatrol.pipeline.types import Box
+from citypatrol.pipeline.zones import Anchor, anchor_point
 
 WORK_PX = 640  # long side of the area as searched
 LAB_BIN = 16  # coarse Lab bins for the surface colour
@@ -111,17 +112,12 @@ def find_panels(image: np.ndarray, area: Box, polygon: Sequence[Sequence[float]]
             continue
         box = tuple(float(np.clip(v, 0.0, 1.0)) for v in (
             (bx / scale + x1) / fw, (by / scale + y1) / fh, ((bx + bw) / scale + x1) / fw, ((by + bh) / scale + y1) / fh))
-        if any(centre_in(box, b) for b in exclude):
+        cx, cy = anchor_point(box, Anchor.center)
+        if any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in exclude):
             continue
         panels.append(Panel(box, round(fill, 3)))
     panels.sort(key=lambda p: (p.box[1], p.box[0]))
     return PanelReading(tuple(panels), share)
-
-
-def centre_in(inner: Box, outer: Box) -> bool:
-    """The centre of `inner` lies in `outer`."""
-    cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
-    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
 
 
 def _surface_colour(pixels: np.ndarray) -> np.ndarray:

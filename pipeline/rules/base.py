@@ -27,7 +27,7 @@ import numpy as np
 
 from citypatrol.models.detections import Detections
 from citypatrol.models.text import TextReading
-from citypatrol.pipeline.boxes import box_overlap_min
+from citypatrol.pipeline.boxes import box_area, box_overlap_min
 from citypatrol.pipeline.config.models import Camera, Category, Rules, Zone, ZoneKind
 from citypatrol.pipeline.types import Box, Event, Track
 from citypatrol.pipeline.zones import box_in_zone, is_active, seconds_active, zones_of_kind
@@ -252,10 +252,6 @@ def linked_groups(linked: np.ndarray) -> list[list[int]]:
 
 
 NESTED_SHARE = 0.8  # a box this much inside a larger box of the same kind is a part of that object (a heap and a few bags of it)
-
-
-def box_area(box: Box) -> float:
-    return (box[2] - box[0]) * (box[3] - box[1])
 
 
 def nested_objects(resting: list[tuple[Track, Zone | None, float]]) -> list[tuple[list[Track], Track, Zone | None, float]]:

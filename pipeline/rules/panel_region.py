@@ -20,13 +20,13 @@ a plain surface. On an ad area that takes in a facade, windows and shop windows 
 
 from __future__ import annotations
 
-from citypatrol.models.detections import Detections
 from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.boxes import box_overlap_min
 from citypatrol.pipeline.detection.panels import find_panels
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, zone_label
 from citypatrol.pipeline.rules.register import Register
-from citypatrol.pipeline.rules.text_region import unapproved_at_rest
+from citypatrol.pipeline.rules.text_region import cue_detections, unapproved_at_rest
+from citypatrol.pipeline.rules.vending_scene import people_boxes
 from citypatrol.pipeline.tracker import StationaryTracker
 from citypatrol.pipeline.types import PANEL_CUE, Box, Event
 from citypatrol.pipeline.zones import Anchor, box_in_zone, zone_geometry
@@ -47,13 +47,6 @@ def panels_in_zones(image, zones: list[Zone], exclude: list[Box]) -> list[tuple[
     return out
 
 
-def people(detections: Detections) -> list[Box]:
-    """The people of a frame: a panel centred on one is a badge or a printed coat. Vehicles are not
-    counted: the detector sometimes takes a whole hoarding for a truck, and lettering on a van
-    parked in an ad area is an advert."""
-    return [tuple(map(float, b)) for b, c in zip(detections.xyxyn, detections.class_name) if str(c) == "person"]
-
-
 class PanelRule(BaseRule):
     name = "panel_region"
     categories = (Category.billboard,)
@@ -71,12 +64,11 @@ class PanelRule(BaseRule):
         if not areas:
             return []
         cam = ctx.camera.id
-        found = panels_in_zones(ctx.image, areas, people(ctx.detections))
+        # vehicles are not left out: the detector sometimes takes a whole hoarding for a truck
+        found = panels_in_zones(ctx.image, areas, people_boxes(ctx.detections, 0.0))
         texts = [r.box for r in ctx.texts.regions if r.read_score >= s.text_min_score]
         found = [(box, zone) for box, zone in found if not any(box_overlap_min(t, box) > TEXT_OVERLAP for t in texts)]
-        w, h = ctx.detections.image_size
-        panels = Detections.from_lists([[b[0] * w, b[1] * h, b[2] * w, b[3] * h] for b, _ in found],
-                                       [1.0] * len(found), [PANEL_CUE] * len(found), (w, h), ctx.detections.model)
+        panels = cue_detections([b for b, _ in found], PANEL_CUE, ctx.detections.image_size, ctx.detections.model)
         tracker = self._trackers.setdefault(cam, StationaryTracker(cam, max_gap_s=0.0, max_gap_frames=2))
         approved = ctx.zones(ZoneKind.approved_ad)
         events: list[Event] = []

@@ -30,7 +30,7 @@ from citypatrol.pipeline.config.models import Category, Zone, ZoneKind
 from citypatrol.pipeline.rules.register import Register
 from citypatrol.pipeline.rules.base import EPS, BaseRule, RuleContext, box_gap, dwell_for, effective_since, linked_groups, union_box, zone_label
 from citypatrol.pipeline.tracker import StationaryTracker
-from citypatrol.pipeline.types import TEXT_CUE, Event, Track
+from citypatrol.pipeline.types import TEXT_CUE, Box, Event, Track
 from citypatrol.pipeline.zones import Anchor, box_in_zone
 
 TEXT_CLASS = TEXT_CUE
@@ -62,11 +62,17 @@ def text_blocks(regions: tuple[TextRegion, ...], scale: tuple[float, float], gap
     return tuple(sorted(out, key=lambda r: (r.box[1], r.box[0])))
 
 
-def text_detections(regions: tuple[TextRegion, ...], image_size: tuple[int, int], model: str = "") -> Detections:
-    """Text regions as detections of class `text` (score: 1, detection already passed its threshold)."""
+def cue_detections(boxes: list[Box], class_name: str, image_size: tuple[int, int], model: str = "") -> Detections:
+    """A cue's regions (normalised boxes) as detections of one class, score 1 (each already passed
+    its own test), so the tracker can follow them like a detector's."""
     w, h = image_size
-    boxes = [[r.box[0] * w, r.box[1] * h, r.box[2] * w, r.box[3] * h] for r in regions]
-    return Detections.from_lists(boxes, [1.0] * len(regions), [TEXT_CLASS] * len(regions), image_size, model)
+    pixels = [[b[0] * w, b[1] * h, b[2] * w, b[3] * h] for b in boxes]
+    return Detections.from_lists(pixels, [1.0] * len(boxes), [class_name] * len(boxes), image_size, model)
+
+
+def text_detections(regions: tuple[TextRegion, ...], image_size: tuple[int, int], model: str = "") -> Detections:
+    """Text regions as detections of class `text`."""
+    return cue_detections([r.box for r in regions], TEXT_CLASS, image_size, model)
 
 
 class TextTracks:

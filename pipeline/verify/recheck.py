@@ -39,7 +39,6 @@ from citypatrol.pipeline.config.models import Camera, Category, CategoryDef, Con
 from citypatrol.pipeline.dispatch import message as dm
 from citypatrol.pipeline.store.case_store import Store
 from citypatrol.pipeline.detection.panels import find_panels
-from citypatrol.pipeline.rules.panel_region import people
 from citypatrol.pipeline.rules.scene_change import SceneChangeRule
 from citypatrol.pipeline.rules.vending_scene import new_objects, people_boxes
 from citypatrol.pipeline.store.records import CaseRecord, EvidenceKind, OutboxMessage
@@ -235,7 +234,7 @@ class Verifier:
         polygon = zone.polygon if zone is not None else None
 
         def panels(frame: Frame) -> list[Cue]:
-            walkers = people(self.detector.detect([frame.image])[0])
+            walkers = people_boxes(self.detector.detect([frame.image])[0], 0.0)
             found = find_panels(frame.image, area, polygon, walkers).panels
             return panel_cues((p.box for p in found), case.box, self.config.verify.match_iou)
         return panels
