@@ -46,7 +46,7 @@ demo: install
 	$(VENV)/bin/citypatrol demo --out demo_out
 
 test: install system-deps
-	$(VENV)/bin/python -m pytest -q -ra
+	$(VENV)/bin/python -m pytest -q -ra --durations=25
 
 bench: install system-deps
 	$(PY) benchmarks/bench_ingest.py

@@ -27,6 +27,7 @@ def train_cmd(
     build_only: bool = typer.Option(False, help="Only build the dataset (with --data city) and print its data.yaml."),
     warmup_epochs: float = typer.Option(3.0, min=0.0, help="Warm-up epochs (1 is enough when --base is a city model)."),
     resume: bool = typer.Option(False, help="Go on from <out>/weights/last.pt: a run stopped by --time-h or killed continues where it was."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for training (default: every core)."),
 ) -> None:
     """Fine-tune the city-problem detector (garbage_bin, garbage_overflow, garbage_pile, billboard, street_vendor).
 
@@ -43,6 +44,7 @@ def train_cmd(
         data=data, epochs=epochs, imgsz=imgsz, batch=batch, out=out, base=base, device=device,
         workers=workers, max_train=max_train, max_val=max_val, fraction=fraction, seed=seed, time_h=time_h,
         cache=False if cache == "none" else cache, warmup_epochs=warmup_epochs, resume=resume,
+        threads=threads,
     )
     summary = train(settings)
     typer.echo(json.dumps({k: summary[k] for k in ("weights", "train_wall_s", "metrics", "per_class")}, indent=1))

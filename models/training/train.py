@@ -48,6 +48,7 @@ class TrainSettings:
     close_mosaic: int = 3  # last epochs without mosaic; ultralytics' default 10 is most of a short CPU run
     warmup_epochs: float = 3.0  # 1 is enough when starting from a citypatrol city model rather than COCO
     resume: bool = False  # go on from <out>/weights/last.pt (an interrupted or time-limited run)
+    threads: int | None = None  # CPU threads for training; default: every core
 
 
 def resolve_device(device: str) -> str:
@@ -77,9 +78,25 @@ def resolve_base(base: str | None) -> Path:
     return p
 
 
+def use_cpu_threads(threads: int | None) -> int:
+    """Let CPU training use every core (or `threads`).
+
+    ultralytics sets torch to `cpu_count - 1` threads when it picks the CPU, which on a 2-core
+    machine is one thread: half the machine idles while the data loading also runs in the trainer
+    (ultralytics uses no loader workers on the CPU). Its select_device reads this module constant.
+    """
+    import ultralytics.utils.torch_utils as torch_utils
+
+    n = threads or os.cpu_count() or 1
+    torch_utils.NUM_THREADS = n
+    return n
+
+
 def train(s: TrainSettings) -> dict:
     """Train, validate on the held-out split, and write `<out>/best.pt` plus `<out>/train_summary.json`."""
     from ultralytics import YOLO
+
+    log.info("training with %d CPU threads (when on the CPU)", use_cpu_threads(s.threads))
 
     out = Path(s.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

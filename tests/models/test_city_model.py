@@ -172,6 +172,26 @@ def test_intersection_footage_has_no_billboard_or_garbage(city_detector, sample_
 # --- training ------------------------------------------------------------------------------------
 
 
+def test_cpu_training_uses_every_core():
+    """ultralytics leaves one core idle on the CPU (cpu_count - 1 threads): training takes them all."""
+    import torch
+    import ultralytics.utils.torch_utils as torch_utils
+
+    from citypatrol.models.training.train import use_cpu_threads
+
+    threads, constant = torch.get_num_threads(), torch_utils.NUM_THREADS
+    try:
+        assert use_cpu_threads(None) == os.cpu_count()
+        torch_utils.select_device("cpu", verbose=False)
+        assert torch.get_num_threads() == os.cpu_count()
+        use_cpu_threads(1)
+        torch_utils.select_device("cpu", verbose=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+        torch_utils.NUM_THREADS = constant
+
+
 @pytest.mark.slow
 def test_train_command_smoke(tmp_path: Path, assets: Path):
     """`citypatrol train` on 8 real images for one epoch at 160 px on the CPU, offline."""
@@ -189,6 +209,7 @@ def test_train_command_smoke(tmp_path: Path, assets: Path):
     assert list(summary["names"].values()) == CITY_CLASSES
     assert summary["settings"]["epochs"] == 1 and summary["settings"]["imgsz"] == 160
     assert (out / "best.pt").is_file()
+    assert f"training with {os.cpu_count()} CPU threads" in log
     images = list((out / "dataset" / "images" / "train").iterdir())
     assert 8 <= len(images) <= 12
     # offline: nothing fetched (AMP check, fonts, hub), and the label caches stay in the run folder
